@@ -1,0 +1,154 @@
+package address
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// Seeds shared by the fuzz targets; testdata/fuzz holds more, including
+// inputs the fuzzers found.
+var fuzzAddresses = []string{
+	"test@lists.example.org",
+	"test-bounces+alice=example.com@lists.example.org",
+	"TEST-Confirm+0123456789abcdef0123456789abcdef@Lists.Example.NET",
+	"<test-join-join@lists.example.org>",
+	"foo-owner-owner@lists.example.org",
+	"-join@lists.example.org",
+	`"test-bounces+a b=example.com"@lists.example.org`,
+	`"a\"b\\c"@example.com`,
+	"test-confirm+@lists.example.org",
+	"test@lists.example.org.",
+	"a@b@c",
+	"a@[192.0.2.1]",
+	"jörg@example.com",
+	"a..b@example.com",
+	"a=b+c@Example.COM",
+	"x@" + label63 + ".com",
+	addr254,
+	addr255,
+	"",
+	"<>",
+	"\x00@\x00",
+}
+
+func FuzzResolve(f *testing.F) {
+	for _, s := range fuzzAddresses {
+		for _, d := range []string{"", "+-", "#"} {
+			f.Add(s, d)
+		}
+	}
+	dir := newTestDir()
+	f.Fuzz(func(t *testing.T, rcpt, delim string) {
+		r := Resolver{Delimiter: delim}
+		got, err := r.Resolve(rcpt, dir)
+		if err != nil {
+			n := 0
+			for _, e := range []error{ErrMalformed, ErrNotOurs, ErrNoSuchList} {
+				if errors.Is(err, e) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("Resolve(%q) error %v wraps %d sentinels", rcpt, err, n)
+			}
+			return
+		}
+		if got.List != strings.ToLower(got.List) || !dir.HasList(got.List) {
+			t.Fatalf("Resolve(%q) = %+v: List is not a lower-case existing list", rcpt, got)
+		}
+		if _, ok := subaddresses[string(got.Kind)]; !ok && got.Kind != Post {
+			t.Fatalf("Resolve(%q) = %+v: bad Kind", rcpt, got)
+		}
+		addr := r.Address(got, dir)
+		again, err := r.Resolve(addr, dir)
+		if err != nil || again != got {
+			t.Fatalf("Resolve(%q) = %+v, but its address %q resolves to %+v, %v", rcpt, got, addr, again, err)
+		}
+		// Postfix may hand the LMTP server the quoted spelling of what the
+		// milter saw, or change the case of what the remote MTA sent.
+		at := strings.LastIndexByte(addr, '@')
+		if local := addr[:at]; !strings.HasPrefix(local, `"`) && len(addr)+2 <= maxRecipientLen {
+			quoted := `"` + local + `"` + addr[at:]
+			if q, err := r.Resolve(quoted, dir); err != nil || q != got {
+				t.Fatalf("%q resolves to %+v, %v, but %q to %+v", quoted, q, err, addr, got)
+			}
+		}
+		upper, err := r.Resolve(strings.ToUpper(addr), dir)
+		if err != nil || upper.List != got.List || upper.Kind != got.Kind || !strings.EqualFold(upper.Ext, got.Ext) {
+			t.Fatalf("%q resolves to %+v, %v, but %q to %+v", strings.ToUpper(addr), upper, err, addr, got)
+		}
+	})
+}
+
+func FuzzVERP(f *testing.F) {
+	for _, s := range fuzzAddresses {
+		f.Add(s, "")
+	}
+	f.Add("alice@example.com", "#")
+	f.Add("a+b@example.com", "-+")
+	f.Fuzz(func(t *testing.T, member, delim string) {
+		if _, err := Parse(member); err != nil {
+			return
+		}
+		verpRoundTrip(t, member, delim)
+	})
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range fuzzAddresses {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := Parse(s)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Parse(%q) error %v is not ErrMalformed", s, err)
+			}
+		} else if b, err := Parse(a.String()); err != nil || b != a {
+			t.Fatalf("Parse(%q) = %+v, but Parse(%q) = %+v, %v", s, a, a.String(), b, err)
+		}
+
+		n, err := Normalize(s)
+		if err != nil {
+			return
+		}
+		if len(n) > maxAddressLen {
+			t.Fatalf("Normalize(%q) = %q, longer than %d octets", s, n, maxAddressLen)
+		}
+		if n2, err := Normalize(n); err != nil || n2 != n {
+			t.Fatalf("Normalize not idempotent: %q -> %q -> %q, %v", s, n, n2, err)
+		}
+	})
+}
+
+func FuzzParseMailbox(f *testing.F) {
+	for _, s := range fuzzAddresses {
+		f.Add(s)
+		f.Add("Name " + s)
+	}
+	f.Add(`"Smith, Alice" <alice@example.com>`)
+	f.Add(`=?utf-8?q?J=C3=B6?= =?utf-8?q?rg?= <jorg@example.com>`)
+	f.Add(`Alice "the" Smith <"a<b>"@example.com>`)
+	f.Fuzz(func(t *testing.T, line string) {
+		name, addr, err := ParseMailbox(line)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseMailbox(%q) error %v is not ErrMalformed", line, err)
+			}
+			return
+		}
+		if n, err := Normalize(addr); err != nil || n != addr {
+			t.Fatalf("ParseMailbox(%q) address %q is not normalized", line, addr)
+		}
+		if !utf8.ValidString(name) || strings.ContainsAny(name, "\r\n\x00") {
+			t.Fatalf("ParseMailbox(%q) name %q", line, name)
+		}
+		// What a member export writes must read back the same.
+		quoted := `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `" <` + addr + ">"
+		if n2, a2, err := ParseMailbox(quoted); err != nil || n2 != name || a2 != addr {
+			t.Fatalf("ParseMailbox(%q) = %q, %q, but %q reads as %q, %q, %v", line, name, addr, quoted, n2, a2, err)
+		}
+	})
+}

@@ -1,0 +1,342 @@
+package address
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Kind is what a list address is for.
+type Kind string
+
+// The kinds of list address, named by the canonical subaddress word
+// (Post has none).
+const (
+	Post    Kind = "post"
+	Bounces Kind = "bounces"
+	Confirm Kind = "confirm"
+	Join    Kind = "join"
+	Leave   Kind = "leave"
+	Owner   Kind = "owner"
+	Request Kind = "request"
+)
+
+// subaddresses maps every word accepted after the last "-" to its Kind;
+// subscribe and unsubscribe are Mailman's aliases.
+var subaddresses = map[string]Kind{
+	"bounces":     Bounces,
+	"confirm":     Confirm,
+	"join":        Join,
+	"leave":       Leave,
+	"owner":       Owner,
+	"request":     Request,
+	"subscribe":   Join,
+	"unsubscribe": Leave,
+}
+
+// Target is a resolved list address.
+type Target struct {
+	List string // canonical posting address, lower-case: name@maildomain
+	Kind Kind
+	Ext  string // text after the first delimiter of the local part, case preserved ("" if none)
+}
+
+// Directory is what the resolver needs to know about configured lists; the
+// milter's in-memory index and the store implement it.
+type Directory interface {
+	// Domain returns the canonical mail domain for d (an alias domain maps
+	// to its main domain), and whether d is a list domain at all. d is
+	// lower-case.
+	Domain(d string) (canonical string, ok bool)
+	// HasList reports whether the lower-case posting address name@domain
+	// exists.
+	HasList(addr string) bool
+}
+
+// maxRecipientLen bounds what Resolve reads. It is far above RFC 5321's
+// 254 octets because VERP return paths legitimately exceed that (a 254-octet
+// member address inside a -bounces address), while still refusing abuse.
+// VERP never produces anything longer (at most about 600 octets).
+const maxRecipientLen = 1000
+
+// Resolver decides which list address a recipient names.
+//
+// Delimiter is the recipient delimiter, as Postfix's recipient_delimiter:
+// every character of it is a delimiter and the local part is cut at the
+// first occurrence of any of them. "" means "+". Characters that cannot work
+// are ignored: "-" (it would turn every subaddress into an extension of the
+// posting address, so test-bounces would read as a post to test), letters
+// and digits, and anything that cannot appear in an unquoted local part. If
+// nothing usable is left, "+" is used. CheckDelimiter reports such
+// settings so that configuration checks can warn.
+type Resolver struct {
+	Delimiter string
+}
+
+// delimiters returns the usable delimiter characters of d, never empty.
+func delimiters(d string) string {
+	var b strings.Builder
+	for i := 0; i < len(d); i++ {
+		if c := d[i]; usableDelimiter(c) {
+			b.WriteByte(c)
+		}
+	}
+	if b.Len() == 0 {
+		return "+"
+	}
+	return b.String()
+}
+
+// usableDelimiter excludes "-" (see Resolver), characters that would need
+// quoting, and letters and digits, which would make list names containing
+// them unreachable and whose case-folding would change where an address
+// splits.
+func usableDelimiter(c byte) bool {
+	switch {
+	case c == '-', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return false
+	}
+	return isAtext(c) || c == '.'
+}
+
+// CheckDelimiter reports recipient delimiter characters that the resolver
+// ignores (see Resolver), so that a configuration check can say so.
+func CheckDelimiter(d string) error {
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		switch {
+		case c == '-':
+			return fmt.Errorf("recipient delimiter %q: '-' separates list names from subaddresses and cannot be a delimiter", d)
+		case !usableDelimiter(c):
+			return fmt.Errorf("recipient delimiter %q: %q cannot be a delimiter", d, c)
+		}
+	}
+	return nil
+}
+
+// Resolve decides which list address rcpt names. rcpt may be surrounded by
+// whitespace and one pair of angle brackets, as in an SMTP RCPT command.
+//
+// Errors wrap exactly one of:
+//   - ErrNotOurs: the domain is not a list domain (including domains that
+//     are not host names at all, such as address literals): leave the
+//     recipient to Postfix. The local part is not judged, so mail for other
+//     domains is never refused because of what postlist can parse.
+//   - ErrNoSuchList: a list domain, but no list or subaddress of that name
+//     (550 5.1.1).
+//   - ErrMalformed (as a *SyntaxError): whatever the domain, no @, an empty
+//     domain or more than 1000 octets; in a list domain, a local part that
+//     is empty or invalid (control characters, unquoted specials, bad
+//     quoting, non-ASCII).
+//
+// Extensions: Post, Join, Leave, Owner and Request accept any extension and
+// preserve it in Ext (Mailman accepts list+anything@ and ignores it);
+// Bounces carries VERP data in Ext, to be checked by the caller; Confirm
+// carries the token, and an empty token after the delimiter
+// (list-confirm+@) is ErrNoSuchList. A quoted local part resolves as its
+// unquoted value, because Postfix unquotes before it hands the same
+// recipient to the LMTP server. One trailing dot on the domain is ignored
+// for the same reason.
+func (r Resolver) Resolve(rcpt string, dir Directory) (Target, error) {
+	s := trimAngles(rcpt)
+	if s == "" {
+		return Target{}, syntaxErr(rcpt, "empty address")
+	}
+	if len(s) > maxRecipientLen {
+		return Target{}, syntaxErr(rcpt, "address is %d octets, more than %d", len(s), maxRecipientLen)
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return Target{}, syntaxErr(rcpt, "missing @")
+	}
+	rawLocal, domain := s[:at], lowerASCII(strings.TrimSuffix(s[at+1:], "."))
+	if domain == "" {
+		return Target{}, syntaxErr(rcpt, "empty domain")
+	}
+	if checkDomain(domain) != "" {
+		// Not a host name, so it cannot be one of our domains; keep garbage
+		// away from Directory implementations.
+		return Target{}, fmt.Errorf("address %q: domain %q: %w", clip(rcpt), clip(domain), ErrNotOurs)
+	}
+	canonical, ok := dir.Domain(domain)
+	if !ok {
+		return Target{}, fmt.Errorf("address %q: domain %q: %w", clip(rcpt), domain, ErrNotOurs)
+	}
+	canonical = lowerASCII(canonical)
+
+	local, reason := resolverLocal(rawLocal)
+	if reason != "" {
+		return Target{}, syntaxErr(rcpt, "%s", reason)
+	}
+	t, ok := r.match(local, canonical, dir)
+	if !ok {
+		return Target{}, fmt.Errorf("address %q: %w", clip(rcpt), ErrNoSuchList)
+	}
+	// The canonical form can be longer than what was given (quoting added,
+	// alias domain replaced); bounding it keeps Resolver.Address resolvable.
+	if n := len(r.Address(t, dir)); n > maxRecipientLen {
+		return Target{}, syntaxErr(rcpt, "address is %d octets in canonical form, more than %d", n, maxRecipientLen)
+	}
+	return t, nil
+}
+
+// match applies the address model to an unquoted local part.
+func (r Resolver) match(local, domain string, dir Directory) (Target, bool) {
+	base, ext := local, ""
+	cut := strings.IndexAny(local, delimiters(r.Delimiter))
+	if cut >= 0 {
+		base, ext = local[:cut], local[cut+1:]
+	}
+	base = lowerASCII(base)
+	if base == "" {
+		return Target{}, false
+	}
+	// The whole base as a list name first: a list called foo-owner wins
+	// over the owner of foo.
+	if list := base + "@" + domain; dir.HasList(list) {
+		return Target{List: list, Kind: Post, Ext: ext}, true
+	}
+	dash := strings.LastIndexByte(base, '-')
+	if dash <= 0 {
+		return Target{}, false
+	}
+	kind, ok := subaddresses[base[dash+1:]]
+	if !ok {
+		return Target{}, false
+	}
+	list := base[:dash] + "@" + domain
+	if !dir.HasList(list) {
+		return Target{}, false
+	}
+	if kind == Confirm && cut >= 0 && ext == "" {
+		// list-confirm+@ can only be a mangled confirmation: there is no
+		// token to look up, and unlike a bare list-confirm@ there is no
+		// reason to read commands from the body.
+		return Target{}, false
+	}
+	return Target{List: list, Kind: kind, Ext: ext}, true
+}
+
+// resolverLocal returns the value of a local part in a list domain or why
+// it cannot be one. It is laxer than Parse about dots, because Postfix
+// accepts such addresses and would hand them to the LMTP server quoted; the
+// answer must be the same either way.
+func resolverLocal(raw string) (string, string) {
+	if raw == "" {
+		return "", "empty local part"
+	}
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c >= 0x80 {
+			return "", "non-ASCII characters are not supported in list addresses"
+		} else if c < 0x20 || c == 0x7f {
+			return "", fmt.Sprintf("control character %q", c)
+		}
+	}
+	if raw[0] == '"' {
+		content, n, reason := parseQuoted(raw)
+		if reason != "" {
+			return "", reason
+		}
+		if n != len(raw) {
+			return "", "text after the closing quote of the local part"
+		}
+		if content == "" {
+			return "", "empty local part"
+		}
+		return content, ""
+	}
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case c == ' ':
+			return "", "space outside quotes"
+		case c != '.' && !isAtext(c):
+			return "", fmt.Sprintf("character %q is not allowed outside quotes", c)
+		}
+	}
+	return raw, ""
+}
+
+// Address rebuilds the address of t, e.g. test-bounces@lists.example.org,
+// with the extension (if any) after the first usable character of delim
+// (see Resolver). The local part is quoted when it must be. It always uses
+// the canonical subaddress words, so for a list NAME next to a list called
+// NAME-join (or NAME-leave) it names that other list; Resolver.Address
+// knows the directory and avoids this.
+func (t Target) Address(delim string) string {
+	word := string(t.Kind)
+	if t.Kind == Post {
+		word = ""
+	}
+	return format(t.List, word, t.Ext, delim)
+}
+
+// aliasWords are the second spellings of Join and Leave, the only way to
+// reach them when a list has the canonical name.
+var aliasWords = map[Kind]string{Join: "subscribe", Leave: "unsubscribe"}
+
+// Address is the address of t that Resolve maps back to t: like
+// Target.Address, but for a list NAME that has a neighbouring list called
+// NAME-join (NAME-leave) it uses NAME-subscribe (NAME-unsubscribe), as
+// addresses in List-Subscribe headers and replies must.
+func (r Resolver) Address(t Target, dir Directory) string {
+	if alias, ok := aliasWords[t.Kind]; ok {
+		name, domain := ListName(t.List)
+		if dir.HasList(name + "-" + string(t.Kind) + "@" + domain) {
+			return format(t.List, alias, t.Ext, r.Delimiter)
+		}
+	}
+	return t.Address(r.Delimiter)
+}
+
+func format(list, word, ext, delim string) string {
+	name, domain := ListName(list)
+	local := name
+	if word != "" {
+		local += "-" + word
+	}
+	if ext != "" {
+		local += delimiters(delim)[:1] + ext
+	}
+	return formatLocal(local) + "@" + domain
+}
+
+// ListName splits a posting address into the lower-case list name and
+// domain. Without an @ the whole text is the name.
+func ListName(addr string) (name, domain string) {
+	addr = lowerASCII(addr)
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr, ""
+	}
+	return addr[:at], addr[at+1:]
+}
+
+// maxListNameLen keeps the longest subaddress (NAME-unsubscribe) within the
+// 64-octet local part limit.
+const maxListNameLen = maxLocalLen - len("-unsubscribe")
+
+// CheckListName reports whether name can be a list name that the resolver
+// reaches: Mailman's default listname_chars ([-_.0-9a-z]), a valid dot-atom,
+// at most 52 octets, and free of the resolver's delimiter characters (a
+// list named a+b could never be addressed: the resolver would read list a
+// with extension b).
+func (r Resolver) CheckListName(name string) error {
+	if name == "" {
+		return fmt.Errorf("list name is empty")
+	}
+	if len(name) > maxListNameLen {
+		return fmt.Errorf("list name %q is %d octets, more than %d", clip(name), len(name), maxListNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("list name %q: character %q not allowed (use lower-case letters, digits, '-', '_' and '.')", name, c)
+		}
+		if strings.IndexByte(delimiters(r.Delimiter), c) >= 0 {
+			return fmt.Errorf("list name %q: %q is the recipient delimiter", name, c)
+		}
+	}
+	if reason := checkDotAtom(name); reason != "" {
+		return fmt.Errorf("list name %q: %s", name, strings.Replace(reason, "local part", "name", 1))
+	}
+	return nil
+}

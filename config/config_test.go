@@ -1,0 +1,197 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := Load(filepath.Join(t.TempDir(), "missing.toml"), false)
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if got := cfg.LMTPAddr().String(); got != "inet:127.0.0.1:8024" {
+		t.Errorf("LMTPAddr = %q", got)
+	}
+	if got := cfg.MTA.MilterListen.String(); got != "inet:127.0.0.1:8025" {
+		t.Errorf("milter_listen = %q", got)
+	}
+	if cfg.Database.Path != "var/postlist.db" {
+		t.Errorf("database path = %q", cfg.Database.Path)
+	}
+}
+
+func TestExplicitMissingFileFails(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.toml"), true); err == nil {
+		t.Fatal("explicit missing config accepted")
+	}
+}
+
+func TestParseGood(t *testing.T) {
+	text := `
+[database]
+path = "/var/lib/postlist/postlist.db"
+
+[mta]
+lmtp_host = "127.0.0.2"
+lmtp_port = 9024
+milter_listen = "unix:/run/postlist/milter.sock"
+milter_socket_mode = "0640"
+smtp_host = "127.0.0.1"
+smtp_port = 10025
+smtp_pass = "hunter2"
+verp_delimiter = "+"
+max_recipients = 100
+max_sessions_per_connection = 50
+delivery_retry_period = "2d12h"
+max_message_size = "20M"
+
+[http]
+listen = "127.0.0.1:9026"
+
+[postfix]
+map_dir = "/var/lib/postlist/data"
+postmap_command = "/usr/sbin/postmap"
+transport_file_type = "regex"
+
+[site]
+owner = "admin@example.org"
+
+[log]
+format = "json"
+level = "debug"
+`
+	cfg, err := Parse("t.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"lmtp", cfg.LMTPAddr().String(), "inet:127.0.0.2:9024"},
+		{"milter", cfg.MTA.MilterListen, Listen{Network: "unix", Address: "/run/postlist/milter.sock"}},
+		{"mode", cfg.MTA.MilterSocketMode, FileMode(0o640)},
+		{"smtp", cfg.SMTPAddr(), "127.0.0.1:10025"},
+		{"retry", cfg.MTA.DeliveryRetryPeriod.D(), 60 * time.Hour},
+		{"size", cfg.MTA.MaxMessageSize, Size(20 << 20)},
+		{"sessions", cfg.MTA.MaxSessionsPerConnection, 50},
+		{"filetype", cfg.Postfix.TransportFileType, "regex"},
+		{"pass", cfg.MTA.SMTPPass.Reveal(), "hunter2"},
+		{"pass hidden", cfg.MTA.SMTPPass.String(), "********"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestBadConfigs pins the error text: an admin must be told file, line and
+// key for every kind of mistake.
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name, text, want string
+	}{
+		{"unknown key", "[mta]\nlmtp_host = \"127.0.0.1\"\nlmtp_prot = 8024\n", "bad.toml:3: mta.lmtp_prot: unknown key"},
+		{"unknown table", "[mailman]\nx = 1\n", "bad.toml:1: mailman: unknown key"},
+		{"port range", "[mta]\n\nlmtp_port = 99999\n", "bad.toml:3: mta.lmtp_port: port 99999 out of range 1-65535"},
+		{"port type", "[mta]\nsmtp_port = \"25\"\n", "bad.toml:2: mta.smtp_port: want a port number"},
+		{"listen syntax", "[mta]\nmilter_listen = \"127.0.0.1:8025\"\n", "bad.toml:2: mta.milter_listen: \"127.0.0.1:8025\": want inet:HOST:PORT or unix:/PATH"},
+		{"duration", "[mta]\ndelivery_retry_period = \"soon\"\n", "bad.toml:2: mta.delivery_retry_period: \"soon\": want a duration"},
+		{"delimiter", "[mta]\n# comment\nverp_delimiter = \"-\"\n", "bad.toml:3: mta.verp_delimiter: \"-\": want one character"},
+		{"log format", "[log]\nformat = \"xml\"\n", "bad.toml:2: log.format: \"xml\": want console or json"},
+		{"syntax", "[mta]\nlmtp_port = = 1\n", "bad.toml:2"},
+		{"mode", "[mta]\nmilter_socket_mode = \"0999\"\n", "bad.toml:2: mta.milter_socket_mode: \"0999\": want an octal mode"},
+		{"owner", "[site]\nowner = \"nobody\"\n", "bad.toml:2: site.owner: \"nobody\": want an email address"},
+		{"file type", "[postfix]\ntransport_file_type = \"btree\"\n", "bad.toml:2: postfix.transport_file_type"},
+		{"negative", "[mta]\nmax_recipients = -1\n", "bad.toml:2: mta.max_recipients: -1: must not be negative"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("bad.toml", []byte(c.text))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.text)
+			}
+			if !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("error\n got: %s\nwant prefix: %s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestRelativePathsFollowConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "postlist.toml")
+	if err := os.WriteFile(p, []byte("[database]\npath = \"db/postlist.db\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "db/postlist.db"); cfg.Database.Path != want {
+		t.Errorf("path = %q, want %q", cfg.Database.Path, want)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"5d": 5 * 24 * time.Hour, "1w": 7 * 24 * time.Hour, "90s": 90 * time.Second,
+		"1d12h": 36 * time.Hour, "15m": 15 * time.Minute,
+	} {
+		got, err := ParseDuration(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "5x", "-1d"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+}
+
+// TestExampleConfig keeps contrib/postlist.toml honest: it parses, its
+// values are the defaults, and it mentions every key the code accepts.
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../contrib/postlist.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("contrib/postlist.toml", data)
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	def := Default()
+	if cfg.MTA != def.MTA || cfg.HTTP != def.HTTP || cfg.Postfix != def.Postfix || cfg.Database != def.Database {
+		t.Errorf("example values differ from defaults:\n%+v\n%+v", cfg.MTA, def.MTA)
+	}
+	text := string(data)
+	for _, key := range allKeys(reflect.TypeOf(Config{})) {
+		if !strings.Contains(text, key+" =") {
+			t.Errorf("contrib/postlist.toml does not document %q", key)
+		}
+	}
+}
+
+func allKeys(t reflect.Type) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(Listen{}) {
+			keys = append(keys, allKeys(f.Type)...)
+			continue
+		}
+		keys = append(keys, tag)
+	}
+	return keys
+}

@@ -1,0 +1,162 @@
+package decorate
+
+import (
+	"mime"
+	"net/mail"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// wordDecoder decodes RFC 2047 encoded words in any charset go-message
+// knows, not only the UTF-8 and Latin-1 the standard library handles.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+// DecodeHeader returns the text of an unstructured header value (Subject)
+// with encoded words decoded; an undecodable value comes back as written.
+func DecodeHeader(v string) string {
+	d, err := wordDecoder.DecodeHeader(v)
+	if err != nil {
+		return v
+	}
+	return d
+}
+
+// ParseAddressList parses an address header value (From, To, Cc),
+// decoding encoded display names.
+func ParseAddressList(v string) ([]*mail.Address, error) {
+	p := mail.AddressParser{WordDecoder: wordDecoder}
+	return p.ParseList(v)
+}
+
+// encodePhrase renders s as an RFC 5322 phrase (a display name): as is
+// when it is only atoms, quoted when it is printable ASCII, and as a
+// base64 encoded word otherwise. Base64 rather than Q, because Go's Q
+// encoder leaves specials such as "," and "<" unencoded, which is wrong in
+// a phrase and could make a reader see a second address.
+func encodePhrase(s string) string {
+	s = strings.Join(strings.FieldsFunc(s, isSpaceOrControl), " ")
+	if s == "" {
+		return ""
+	}
+	atoms, printable := true, true
+	for _, r := range s {
+		switch {
+		case r >= 0x80:
+			atoms, printable = false, false
+		case r == ' ':
+		case !isAtext(r):
+			atoms = false
+		}
+	}
+	switch {
+	case atoms:
+		return s
+	case printable:
+		return quoteString(s)
+	}
+	return mime.BEncoding.Encode("utf-8", s)
+}
+
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f || 0x80 <= r && r <= 0x9f || r == utf8.RuneError
+}
+
+// isAtext is RFC 5322 atext.
+func isAtext(r rune) bool {
+	if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+		return true
+	}
+	return strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r)
+}
+
+func quoteString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		if r == '"' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// formatAddress renders a mailbox with an optional display name.
+func formatAddress(name, addr string) string {
+	if p := encodePhrase(name); p != "" {
+		return p + " <" + addr + ">"
+	}
+	return addr
+}
+
+// replyMarkers matches the reply and forward markers MUAs put in front of
+// a subject, in the languages Mailman knows plus the common forwards, so
+// that "Re: [Test] x" and "AW: Fwd: [Test] x" count as already prefixed.
+var replyMarkers = regexp.MustCompile(`(?i)^(\s*(re|aw|sv|vs|antw|fwd?|tr|wg|rif|r)\s*(\[\d+\]|\(\d+\))?\s*:)*\s*`)
+
+// hasPrefix reports whether the decoded subject already carries prefix,
+// possibly after reply markers.
+func hasPrefix(subject, prefix string) bool {
+	p := strings.TrimSpace(prefix)
+	if p == "" {
+		return true
+	}
+	s := subject[len(replyMarkers.FindString(subject)):]
+	return len(s) >= len(p) && strings.EqualFold(s[:len(p)], p)
+}
+
+// PrefixSubject returns the Subject value with the list's prefix added
+// once. raw is the field's unfolded value as written (encoded words and
+// all) and present says whether the message had a Subject at all. A
+// subject that already carries the prefix, at the start or after reply
+// markers ("Re: [Test] x"), is left alone: replies must not stack
+// prefixes. The original encoded words are kept as written; only the
+// prefix is added, encoded itself when it is not ASCII.
+func PrefixSubject(raw string, present bool, prefix string) (value string, changed bool) {
+	if strings.TrimSpace(prefix) == "" {
+		return raw, false
+	}
+	decoded := DecodeHeader(raw)
+	if present && hasPrefix(decoded, prefix) {
+		return raw, false
+	}
+	if !present || strings.TrimSpace(decoded) == "" {
+		raw = "(no subject)"
+	}
+	if isASCII(prefix) {
+		if !strings.HasSuffix(prefix, " ") {
+			prefix += " "
+		}
+		return prefix + raw, true
+	}
+	// White space between two encoded words is dropped when decoding, but
+	// kept between an encoded word and plain text: the prefix's trailing
+	// space goes inside the word only when an encoded word follows.
+	if strings.HasPrefix(raw, "=?") {
+		p := strings.TrimRight(prefix, " ") + " "
+		return mime.QEncoding.Encode("utf-8", p) + " " + raw, true
+	}
+	return mime.QEncoding.Encode("utf-8", strings.TrimRight(prefix, " ")) + " " + raw, true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIIBytes(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}

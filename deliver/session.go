@@ -1,0 +1,543 @@
+package deliver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"postlist/store"
+)
+
+// worker runs one SMTP session at a time, taking jobs until jobs is closed.
+// Once ctx has ended it no longer starts transactions and hands the jobs it
+// still receives back to the queue.
+func (d *Deliverer) worker(ctx, hard context.Context, jobs <-chan *job, outs chan<- store.DeliveryOutcome) {
+	var s *session
+	defer func() {
+		if s != nil {
+			s.quit()
+		}
+	}()
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
+	for {
+		idle.Reset(d.o.IdleTimeout)
+		var j *job
+		var ok bool
+		select {
+		case j, ok = <-jobs:
+		case <-idle.C:
+			// Servers drop idle clients (Postfix after smtpd_timeout);
+			// closing first saves a failed attempt on a dead connection.
+			if s != nil {
+				s.quit()
+				s = nil
+			}
+			continue
+		}
+		if !idle.Stop() {
+			select {
+			case <-idle.C:
+			default:
+			}
+		}
+		if !ok {
+			return
+		}
+		if ctx.Err() != nil {
+			release(j, outs)
+			continue
+		}
+		s = d.deliver(hard, s, j, outs)
+	}
+}
+
+// deliver sends one job over s (opening a connection if needed), sends
+// its outcomes to outs and returns the session to use next (nil if it was
+// closed).
+func (d *Deliverer) deliver(ctx context.Context, s *session, j *job, outs chan<- store.DeliveryOutcome) *session {
+	body, err := d.body(ctx, j)
+	if err != nil {
+		d.log.Error("cannot build message; deferring", zap.Int64("msg_id", j.MessageID), zap.String("list", j.List), zap.Error(err))
+		d.finish(j, allSame(j, verdict{state: store.DeliveryDeferred, reply: "local error: " + err.Error()}), outs)
+		return s
+	}
+	for try := 0; ; try++ {
+		if s == nil {
+			if s, err = d.connect(ctx); err != nil {
+				// Warn once per outage, not once per member.
+				level := zapcore.DebugLevel
+				if d.hostDown.CompareAndSwap(false, true) {
+					level = zapcore.WarnLevel
+				}
+				d.log.Check(level, "cannot open an SMTP session to the smart host; deferring").Write(
+					zap.String("smart_host", d.o.Addr), zap.Int64("msg_id", j.MessageID),
+					zap.Int("recipients", len(j.rows)), zap.Error(err))
+				v := verdict{state: store.DeliveryDeferred, reply: replyOf(err), code: codeOf(err), session: true}
+				d.finish(j, allSame(j, v), outs)
+				return nil
+			}
+			if d.hostDown.CompareAndSwap(true, false) {
+				d.log.Info("SMTP sessions to the smart host work again", zap.String("smart_host", d.o.Addr))
+			}
+		}
+		vs, stale := s.transact(d, j, body)
+		if s.broken || s.tooOld(d.o.MaxSessionsPerConnection) {
+			s.quit()
+			reused := s.count > 1
+			s = nil
+			// A kept-open connection the server had already dropped fails
+			// before anything was accepted: try once on a fresh one rather
+			// than spend an attempt and a back-off on it.
+			if stale && reused && try == 0 {
+				continue
+			}
+		}
+		d.finish(j, vs, outs)
+		return s
+	}
+}
+
+// allSame gives every row of j the same verdict.
+func allSame(j *job, v verdict) []verdict {
+	vs := make([]verdict, len(j.rows))
+	for i := range vs {
+		vs[i] = v
+	}
+	return vs
+}
+
+// finish decides each row's outcome from its verdict, logs it and hands it
+// to the recorder.
+func (d *Deliverer) finish(j *job, vs []verdict, outs chan<- store.DeliveryOutcome) {
+	now := d.st.Now()
+	for i, r := range j.rows {
+		out := d.decide(r, vs[i], now)
+		d.logOutcome(r, vs[i], out)
+		outs <- out
+	}
+}
+
+// logOutcome logs one row's outcome: sent at debug level (a fan-out to
+// 100,000 members would otherwise log 100,000 lines), deferred at info,
+// failed at warn. The field names are the ones admins grep for.
+func (d *Deliverer) logOutcome(r store.Delivery, v verdict, out store.DeliveryOutcome) {
+	level, msg := zapcore.DebugLevel, "delivered"
+	switch out.State {
+	case store.DeliveryDeferred:
+		msg = "deferred"
+		if !v.session {
+			// A session that could not be opened was logged once for
+			// the whole job.
+			level = zapcore.InfoLevel
+		}
+	case store.DeliveryFailed:
+		level, msg = zapcore.WarnLevel, "failed"
+	}
+	ce := d.log.Check(level, msg)
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.Int64("msg_id", r.MessageID), zap.String("rcpt", r.Recipient), zap.String("list", r.List),
+		zap.Int("smtp_code", v.code), zap.Int("attempt", r.Attempts+1), zap.String("status", out.State),
+		zap.String("reply", out.Reply),
+	}
+	switch out.State {
+	case store.DeliveryDeferred:
+		fields = append(fields, zap.Time("next_attempt", out.NextAttempt))
+	case store.DeliveryFailed:
+		fields = append(fields, zap.String("bounce", out.Bounce))
+	}
+	ce.Write(fields...)
+}
+
+// session is one SMTP connection to the smart host.
+type session struct {
+	c      *client
+	unhook func() bool // cancels the close-at-shutdown hook
+	count  int         // transactions started
+	dirty  bool        // the last transaction did not complete: RSET first
+	broken bool        // unusable: close it
+}
+
+// connect dials the smart host and readies a session: greeting, EHLO,
+// STARTTLS and AUTH as configured.
+func (d *Deliverer) connect(ctx context.Context) (s *session, err error) {
+	dialer := net.Dialer{Timeout: d.o.DialTimeout}
+	conn, err := dialer.DialContext(ctx, "tcp", d.o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", d.o.Addr, err)
+	}
+	// Closing the socket is how a blocked read or write is interrupted;
+	// it happens only when the shutdown grace is over.
+	unhook := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() {
+		if err != nil {
+			unhook()
+			conn.Close()
+		}
+	}()
+	if d.o.SecureMode == "smtps" {
+		tc := tls.Client(conn, d.tlsConf)
+		tc.SetDeadline(time.Now().Add(d.o.CommandTimeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, fmt.Errorf("TLS handshake with %s: %w", d.o.Addr, err)
+		}
+		conn = tc
+	}
+	c := newClient(conn, d.o.CommandTimeout, d.o.DataTimeout)
+	if err := c.hello(d.o.HeloName, true); err != nil {
+		return nil, fmt.Errorf("%s: %w", d.o.Addr, err)
+	}
+	if d.o.SecureMode == "starttls" {
+		if err := c.startTLS(ctx, d.tlsConf, d.o.HeloName); err != nil {
+			return nil, fmt.Errorf("STARTTLS with %s: %w", d.o.Addr, err)
+		}
+	}
+	if d.o.User != "" {
+		if err := c.auth(d.o.User, d.o.Pass); err != nil {
+			return nil, fmt.Errorf("AUTH as %s at %s: %w", d.o.User, d.o.Addr, err)
+		}
+	}
+	d.conns.Add(1)
+	d.log.Debug("SMTP session opened", zap.String("smart_host", d.o.Addr), zap.Bool("pipelining", c.has("PIPELINING")))
+	return &session{c: c, unhook: unhook}, nil
+}
+
+// tooOld reports whether the connection has carried its quota of
+// transactions.
+func (s *session) tooOld(limit int) bool {
+	return limit > 0 && s.count >= limit
+}
+
+// quit ends the session politely if it still works, and closes it.
+func (s *session) quit() {
+	defer s.unhook()
+	if s.broken {
+		s.c.conn.Close()
+		return
+	}
+	// A QUIT that hangs must not hold up the worker for minutes.
+	s.c.quit(min(s.c.cmdTimeout, 10*time.Second))
+}
+
+// transact runs one mail transaction for j and returns a verdict per row.
+// stale reports a failure before the server said anything on a
+// connection that may simply have been dropped while idle.
+//
+// With PIPELINING, [RSET,] MAIL, every RCPT and DATA are written at once
+// and their replies read in order; the message follows only if DATA got
+// 354 and a recipient was accepted. Without it, each command waits for
+// its reply and the transaction stops at the first step that cannot go on.
+func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stale bool) {
+	vs = make([]verdict, len(j.rows))
+	// fail sets every row without a verdict yet to v.
+	fail := func(v verdict) {
+		for i := range vs {
+			if vs[i].state == "" {
+				vs[i] = v
+			}
+		}
+	}
+	// lost handles an error that is not a server reply: the connection is
+	// gone (reset, timeout, garbage), so the rows are deferred.
+	lost := func(stage string, err error) {
+		s.broken = true
+		fail(verdict{state: store.DeliveryDeferred, reply: fmt.Sprintf("lost connection %s: %v", stage, err)})
+	}
+	c := s.c
+	// The store refuses such rows; checked again because a line break in
+	// an address would inject commands into the session.
+	for _, a := range append([]string{j.EnvelopeFrom}, j.Recipients...) {
+		if strings.ContainsAny(a, "\r\n<>") {
+			fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown, reply: fmt.Sprintf("local error: invalid address %q", a)})
+			return vs, false
+		}
+	}
+	mail := "MAIL FROM:<" + j.EnvelopeFrom + ">"
+	if c.has("SIZE") {
+		mail += " SIZE=" + strconv.Itoa(p.size)
+	}
+	if p.eightBit && c.has("8BITMIME") {
+		mail += " BODY=8BITMIME"
+	}
+	if needsUTF8(j) {
+		if !c.has("SMTPUTF8") {
+			fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown,
+				reply: "local error: address needs SMTPUTF8, which the smart host does not offer"})
+			return vs, false
+		}
+		mail += " SMTPUTF8"
+	}
+
+	pipe := c.has("PIPELINING")
+	// send writes a command now, or queues it in the buffer when
+	// pipelining (flushed with DATA).
+	send := func(line string) error {
+		c.w.WriteString(line)
+		c.w.WriteString("\r\n")
+		if pipe && line != "DATA" {
+			return nil
+		}
+		c.deadline(c.cmdTimeout)
+		return c.w.Flush()
+	}
+	read := func() (reply, error) {
+		c.deadline(c.cmdTimeout)
+		return c.readReply()
+	}
+	s.count++
+	d.transactions.Add(1)
+	rset := s.dirty
+	s.dirty = true
+	// A long pipelined group can fill the write buffer, which then
+	// flushes before DATA does: the deadline must already be fresh.
+	c.deadline(c.cmdTimeout)
+	if pipe {
+		if rset {
+			send("RSET")
+		}
+		send(mail)
+		for _, r := range j.Recipients {
+			send("RCPT TO:<" + r + ">")
+		}
+		if err := send("DATA"); err != nil {
+			lost("sending MAIL FROM", err)
+			return vs, true
+		}
+	}
+
+	if rset {
+		if !pipe {
+			if err := send("RSET"); err != nil {
+				lost("sending RSET", err)
+				return vs, true
+			}
+		}
+		rp, err := read()
+		if err != nil {
+			lost("after RSET", err)
+			return vs, true
+		}
+		if err := rp.err(2); err != nil {
+			s.broken = true
+			fail(verdict{state: store.DeliveryDeferred, code: rp.code, reply: "RSET refused: " + replyOf(err)})
+			return vs, true
+		}
+	}
+
+	if !pipe {
+		if err := send(mail); err != nil {
+			lost("sending MAIL FROM", err)
+			return vs, true
+		}
+	}
+	rp, err := read()
+	if err != nil {
+		lost("after MAIL FROM", err)
+		return vs, true
+	}
+	if rp.code/100 != 2 {
+		// A refused envelope sender is about this message, never about
+		// its recipients: no bounce is scored against them.
+		fail(classify(rp.smtpError(), false))
+		if rp.code == 421 {
+			s.broken = true
+			return vs, true
+		}
+		if pipe {
+			s.drain(len(j.Recipients))
+		}
+		return vs, false
+	}
+
+	accepted := 0
+	for i, r := range j.Recipients {
+		if !pipe {
+			if err := send("RCPT TO:<" + r + ">"); err != nil {
+				lost("sending RCPT TO", err)
+				return vs, false
+			}
+		}
+		rp, err := read()
+		if err != nil {
+			lost("after RCPT TO", err)
+			return vs, false
+		}
+		if rp.code/100 == 2 {
+			accepted++
+			continue
+		}
+		vs[i] = classify(rp.smtpError(), true)
+		if rp.code == 421 {
+			s.broken = true
+			fail(vs[i])
+			return vs, false
+		}
+	}
+	if !pipe {
+		if accepted == 0 {
+			return vs, false
+		}
+		if err := send("DATA"); err != nil {
+			lost("sending DATA", err)
+			return vs, false
+		}
+	}
+	rp, err = read()
+	if err != nil {
+		lost("after DATA", err)
+		return vs, false
+	}
+	if rp.code != 354 {
+		if rp.code == 421 {
+			s.broken = true
+		}
+		fail(classify(rp.smtpError(), false))
+		return vs, false
+	}
+	if accepted == 0 {
+		// Pipelined DATA accepted although every RCPT failed: RFC 2920
+		// §3.1 has the client end it with a lone dot.
+		if err := s.endEmptyData(); err != nil {
+			lost("ending an empty DATA", err)
+		}
+		return vs, false
+	}
+	c.deadline(c.dataTimeout)
+	c.w.Write(p.wire)
+	if err := c.w.Flush(); err != nil {
+		lost("while sending the message", err)
+		return vs, false
+	}
+	rp, err = c.readReply()
+	if err != nil {
+		// The server may have accepted the message before the
+		// connection went: the one case where a retry can duplicate.
+		lost("after end of data", err)
+		return vs, false
+	}
+	// The final reply ends the transaction either way (RFC 5321
+	// §4.1.1.4), so the next MAIL needs no RSET.
+	s.dirty = false
+	if rp.code/100 != 2 {
+		if rp.code == 421 {
+			s.broken = true
+		}
+		// One recipient (personalized): a refusal after the data may
+		// still be about the recipient. Several: it is about the message.
+		fail(classify(rp.smtpError(), accepted == 1))
+		return vs, false
+	}
+	fail(verdict{state: store.DeliverySent, code: rp.code, reply: strconv.Itoa(rp.code) + " " + oneLine(rp.text)})
+	return vs, false
+}
+
+// drain reads the replies to pipelined RCPTs and DATA after MAIL FROM
+// was refused, so the next transaction starts in step.
+func (s *session) drain(rcpts int) {
+	for range rcpts {
+		s.c.deadline(s.c.cmdTimeout)
+		if _, err := s.c.readReply(); err != nil {
+			s.broken = true
+			return
+		}
+	}
+	s.c.deadline(s.c.cmdTimeout)
+	rp, err := s.c.readReply()
+	if err != nil {
+		s.broken = true
+		return
+	}
+	if rp.code == 354 {
+		if s.endEmptyData() != nil {
+			s.broken = true
+		}
+	}
+}
+
+// endEmptyData ends a DATA that should not have been accepted.
+func (s *session) endEmptyData() error {
+	s.c.deadline(s.c.dataTimeout)
+	s.c.w.WriteString(".\r\n")
+	if err := s.c.w.Flush(); err != nil {
+		return err
+	}
+	_, err := s.c.readReply()
+	return err
+}
+
+// needsUTF8 reports whether j's envelope has non-ASCII addresses.
+func needsUTF8(j *job) bool {
+	isASCII := func(s string) bool {
+		for i := range len(s) {
+			if s[i] >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	if !isASCII(j.EnvelopeFrom) {
+		return true
+	}
+	for _, r := range j.Recipients {
+		if !isASCII(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsConfig derives the TLS settings for the smart host from o.
+func tlsConfig(o Options) *tls.Config {
+	c := &tls.Config{}
+	if o.TLSConfig != nil {
+		c = o.TLSConfig.Clone()
+	}
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(o.Addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	if c.MinVersion == 0 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	// The smart host is usually the local Postfix with a self-signed or
+	// snakeoil certificate, which is why verification is a setting.
+	c.InsecureSkipVerify = !o.VerifyCert
+	return c
+}
+
+// replyOf renders an error for last_reply: the server's reply if it is
+// one, else the local error.
+func replyOf(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return formatReply(se)
+	}
+	return oneLine(err.Error())
+}
+
+// codeOf returns the SMTP code inside err, 0 if it is a local error.
+func codeOf(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
+// oneLine joins a multi-line reply so it fits a log field and a table cell.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,67 @@
+package index_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"postlist/index"
+	"postlist/index/indextest"
+	"postlist/reply"
+	"postlist/store"
+)
+
+// FuzzDecide: whatever a remote client puts in RCPT TO or MAIL FROM, a
+// decision comes back without a panic, and any refusal is a well-formed
+// one-line SMTP reply short enough for the wire.
+func FuzzDecide(f *testing.F) {
+	src := &indextest.Source{}
+	id := src.AddList("test", "lists.example.org", "reject", 40)
+	src.AddList("foo-owner", "lists.example.org", "", 0)
+	src.Domains = append(src.Domains, store.IndexDomain{Name: "alias.example.org", AliasOf: "lists.example.org"})
+	src.Members = []store.IndexMember{{ListID: id, Address: "alice@example.com"}, {ListID: id, Address: `"a b"@example.com`}}
+	src.Tokens = []store.IndexToken{{ListID: id, Token: "0123456789abcdef0123456789abcdef", ExpiresAt: time.Now().Add(time.Hour)}}
+	src.Bans = []store.IndexBan{{ListID: id, Pattern: `^.*@spam\.example$`}}
+	ix := index.New(src, index.Options{})
+	if err := ix.Reload(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range [][2]string{
+		{"test@lists.example.org", "alice@example.com"},
+		{"<TEST-bounces+alice=example.com@Lists.Example.Org>", ""},
+		{"test-bounces+alice=example.com=abcdefgh@lists.example.org", "x@spam.example"},
+		{"test-confirm+0123456789abcdef0123456789abcdef@alias.example.org", "<>"},
+		{`"test"@lists.example.org`, `"a b"@example.com`},
+		{"foo-owner-owner@lists.example.org.", "a@b"},
+		{"te\x00st@lists.example.org", "\r\n"},
+		{strings.Repeat("a", 2000) + "@lists.example.org", strings.Repeat("b", 2000)},
+		{"@", "@"},
+		{"", ""},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	snap := ix.Snapshot()
+	f.Fuzz(func(t *testing.T, rcpt, sender string) {
+		d := snap.Decide(rcpt)
+		check(t, d.Reply)
+		if d.Accepted() {
+			r, _ := snap.CheckSender(d.Target.List, sender)
+			check(t, r)
+		}
+		if d.Reply == nil && d.Ours && d.Target.List == "" {
+			t.Fatalf("accepted %q without a list", rcpt)
+		}
+	})
+}
+
+func check(t *testing.T, r *reply.Reply) {
+	t.Helper()
+	if r == nil {
+		return
+	}
+	s := r.String()
+	if strings.ContainsAny(s, "\r\n") || len(s) > 512 || !(strings.HasPrefix(s, "4") || strings.HasPrefix(s, "5")) {
+		t.Fatalf("bad reply %q", s)
+	}
+}

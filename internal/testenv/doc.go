@@ -1,0 +1,31 @@
+// Package testenv starts the real servers that postlist's tests talk to: a
+// private Postfix instance on loopback, an in-process SMTP sink standing in
+// for "the internet", a small SMTP client that records every reply, and the
+// postlist binary itself.
+//
+// postlist is glue between Postfix and a mailing-list store: its milter
+// answers Postfix's RCPT questions, its LMTP server receives what Postfix
+// queued, and its outgoing mail goes back through Postfix. Most of the bugs
+// worth catching live in that interplay (reply codes Postfix really sends,
+// how it batches and retries, what the milter really sees), so tests run
+// against a real Postfix rather than a mock. Every helper here registers
+// its own cleanup with testing.TB and allocates its own ports and
+// directories, so tests may use t.Parallel freely.
+//
+// A typical end-to-end test:
+//
+//	sink := testenv.StartSink(t)
+//	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+//		Sink:        sink,
+//		Milter:      "inet:" + milterAddr,
+//		ListDomains: []string{"lists.example.org"},
+//		LMTP:        "inet:" + lmtpAddr,
+//	})
+//	res := testenv.SendMail(t, pf.SMTPAddr, "alice@example.com",
+//		[]string{"test@lists.example.org"}, msg)
+//	if res.Rcpt[0].Code != 250 { ... }
+//	sink.WaitFor(t, 1, 10*time.Second)
+//
+// Postfix must be installed (tests fail, not skip, without it) and the tests
+// must run as root, because a Postfix instance needs root to start.
+package testenv

@@ -1,0 +1,492 @@
+package lmtp
+
+// End-to-end tests: the real postlist daemon (milter + LMTP, built by
+// testenv.Binary) behind a private real Postfix. They check what the LMTP
+// promise means to Postfix: status=sent only for mail on disk, a bounce
+// for exactly the recipient that no longer exists, a deferral (not a
+// bounce) when the database cannot be written, and no loss on SIGKILL.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"postlist/internal/testenv"
+)
+
+// daemon is a `postlist serve` process.
+type daemon struct {
+	t       testing.TB
+	bin     string
+	dir     string
+	cfg     string
+	db      string
+	lmtp    string // host:port
+	milter  string // host:port
+	logPath string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// newDaemon picks the daemon's addresses, so that Postfix can be
+// configured with them before the daemon runs.
+func newDaemon(t testing.TB) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{
+		t:       t,
+		bin:     testenv.Binary(t),
+		dir:     dir,
+		cfg:     filepath.Join(dir, "postlist.toml"),
+		db:      filepath.Join(dir, "var", "postlist.db"),
+		lmtp:    testenv.FreeAddr(t),
+		milter:  testenv.FreeAddr(t),
+		logPath: filepath.Join(dir, "postlist.log"),
+	}
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+// configure writes the configuration (outgoing mail to smtpAddr) and
+// creates the lists.
+func (d *daemon) configure(smtpAddr string, lists ...string) {
+	d.t.Helper()
+	lh, lp, _ := net.SplitHostPort(d.lmtp)
+	sh, sp, _ := net.SplitHostPort(smtpAddr)
+	cfg := fmt.Sprintf(`[database]
+path = %q
+
+[mta]
+lmtp_host = %q
+lmtp_port = %s
+milter_listen = "inet:%s"
+smtp_host = %q
+smtp_port = %s
+
+[http]
+listen = %q
+
+[log]
+format = "json"
+level = "debug"
+`, d.db, lh, lp, d.milter, sh, sp, testenv.FreeAddr(d.t))
+	if err := os.WriteFile(d.cfg, []byte(cfg), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+	for _, l := range lists {
+		d.cli("lists", "create", l)
+	}
+}
+
+func (d *daemon) cli(args ...string) string {
+	d.t.Helper()
+	out, err := exec.Command(d.bin, append([]string{"-c", d.cfg}, args...)...).CombinedOutput()
+	if err != nil {
+		d.t.Fatalf("postlist %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// start runs `postlist serve` and returns once its LMTP server greets.
+func (d *daemon) start() {
+	d.t.Helper()
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(d.bin, "-c", d.cfg, "serve")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	d.mu.Lock()
+	d.cmd, d.done = cmd, done
+	d.mu.Unlock()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if lmtpGreets(d.lmtp) {
+			return
+		}
+		select {
+		case <-done:
+			d.t.Fatalf("postlist serve exited at start:\n%s", d.logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("postlist LMTP at %s not ready in time:\n%s", d.lmtp, d.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func lmtpGreets(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	tp := textproto.NewConn(c)
+	code, _, err := tp.ReadResponse(0)
+	if err == nil && code == 220 {
+		_ = tp.PrintfLine("QUIT")
+		_, _, _ = tp.ReadResponse(0)
+		return true
+	}
+	return false
+}
+
+// signal sends sig and waits for the process to exit.
+func (d *daemon) signal(sig syscall.Signal) {
+	d.t.Helper()
+	d.mu.Lock()
+	cmd, done := d.cmd, d.done
+	d.cmd = nil
+	d.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		d.t.Errorf("postlist did not exit on %v", sig)
+	}
+}
+
+func (d *daemon) cleanup() {
+	d.signal(syscall.SIGTERM)
+	if d.t.Failed() {
+		d.t.Logf("postlist log:\n%s", d.logTail())
+	}
+}
+
+func (d *daemon) logTail() string {
+	b, _ := os.ReadFile(d.logPath)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// refuses reports whether the daemon's LMTP server now answers 550 for
+// rcpt, i.e. its address index has caught up with a change.
+func (d *daemon) refuses(rcpt string) bool {
+	c, err := net.DialTimeout("tcp", d.lmtp, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	tp := textproto.NewConn(c)
+	if code, _, err := tp.ReadResponse(220); err != nil || code != 220 {
+		return false
+	}
+	steps := []string{"LHLO probe.test", "MAIL FROM:<>", "RCPT TO:<" + rcpt + ">"}
+	var code int
+	for _, s := range steps {
+		if err := tp.PrintfLine("%s", s); err != nil {
+			return false
+		}
+		if code, _, err = tp.ReadResponse(0); err != nil {
+			return false
+		}
+	}
+	_ = tp.PrintfLine("QUIT")
+	return code == 550
+}
+
+// dbMessage is a messages row with its intake rows, read with SQL as an
+// admin would with sqlite3 (whatever state the rows are in by then).
+type dbMessage struct {
+	ID        int64
+	MessageID string
+	QueueID   string
+	Body      string
+	Intake    []string // "kind recipient"
+}
+
+func readDB(t testing.TB, path string) []dbMessage {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT id, message_id, queue_id, body FROM messages ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []dbMessage
+	byID := map[int64]int{}
+	for rows.Next() {
+		var m dbMessage
+		if err := rows.Scan(&m.ID, &m.MessageID, &m.QueueID, &m.Body); err != nil {
+			t.Fatal(err)
+		}
+		byID[m.ID] = len(out)
+		out = append(out, m)
+	}
+	rows.Close()
+	rows, err = db.Query("SELECT message_id, kind, recipient FROM intake ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var kind, rcpt string
+		if err := rows.Scan(&id, &kind, &rcpt); err != nil {
+			t.Fatal(err)
+		}
+		i, ok := byID[id]
+		if !ok {
+			t.Fatalf("intake row for missing message %d", id)
+		}
+		out[i].Intake = append(out[i].Intake, kind+" "+rcpt)
+	}
+	return out
+}
+
+// e2e starts Postfix and the daemon with lists test@ and other@.
+func e2e(t *testing.T, extraMain map[string]string) (*daemon, *testenv.Postfix) {
+	t.Helper()
+	t.Parallel()
+	d := newDaemon(t)
+	p := testenv.StartPostfix(t, testenv.PostfixOptions{
+		Milter:      "inet:" + d.milter,
+		ListDomains: []string{testDomain},
+		LMTP:        "inet:" + d.lmtp,
+		ExtraMain:   extraMain,
+	})
+	d.configure(p.SubmitAddr, "test@"+testDomain, "other@"+testDomain)
+	d.start()
+	return d, p
+}
+
+func e2eMessage(msgID, subject string) []byte {
+	return []byte("From: Alice <alice@example.com>\r\nTo: test@lists.example.org\r\n" +
+		"Message-ID: " + msgID + "\r\nSubject: " + subject + "\r\n\r\nHello list.\r\n")
+}
+
+func sentRE(queueID, rcpt string) *regexp.Regexp {
+	return regexp.MustCompile(regexp.QuoteMeta(queueID) + `: to=<` + regexp.QuoteMeta(rcpt) +
+		`>, relay=.*status=sent \(250 2\.0\.0 <` + regexp.QuoteMeta(rcpt) + `> queued as (\d+)\)`)
+}
+
+func TestPostfixDeliversIntoSQLite(t *testing.T) {
+	d, p := e2e(t, nil)
+	res := testenv.SendMail(t, p.SMTPAddr, "alice@example.com",
+		[]string{"test@" + testDomain, "test-owner@" + testDomain}, e2eMessage("<e2e-1@example.com>", "into sqlite"))
+	qid := res.QueueID()
+	if qid == "" {
+		t.Fatalf("Postfix did not queue the message:\n%v", res)
+	}
+	var ids []string
+	for _, rc := range []string{"test@" + testDomain, "test-owner@" + testDomain} {
+		line := p.WaitLog(t, sentRE(qid, rc), 30*time.Second)
+		ids = append(ids, sentRE(qid, rc).FindStringSubmatch(line)[1])
+	}
+	if ids[0] != ids[1] {
+		t.Errorf("recipients of one message were queued as %v, want one message id", ids)
+	}
+	msgs := readDB(t, d.db)
+	if len(msgs) != 1 {
+		t.Fatalf("database holds %d messages, want 1: %+v", len(msgs), msgs)
+	}
+	m := msgs[0]
+	if fmt.Sprint(m.ID) != ids[0] {
+		t.Errorf("Postfix logged queued as %s, message row is %d", ids[0], m.ID)
+	}
+	if m.QueueID != qid {
+		t.Errorf("queue_id = %q, want Postfix's %q", m.QueueID, qid)
+	}
+	if m.MessageID != "<e2e-1@example.com>" || !strings.Contains(m.Body, "Subject: into sqlite\r\n") ||
+		!strings.HasPrefix(m.Body, "Received: ") {
+		t.Errorf("stored message %+v", m)
+	}
+	want := []string{"owner test-owner@" + testDomain, "post test@" + testDomain}
+	got := append([]string(nil), m.Intake...)
+	if len(got) != 2 || !(got[0] == want[0] && got[1] == want[1] || got[0] == want[1] && got[1] == want[0]) {
+		t.Errorf("intake rows = %v, want %v", got, want)
+	}
+}
+
+func TestPostfixBouncesOnlyTheRemovedList(t *testing.T) {
+	// defer_transports holds the mail in Postfix's queue after the milter
+	// accepted both recipients, so the list can be removed before LMTP
+	// delivery.
+	d, p := e2e(t, map[string]string{"defer_transports": "lmtp"})
+	res := testenv.SendMail(t, p.SMTPAddr, "alice@example.com",
+		[]string{"test@" + testDomain, "other@" + testDomain}, e2eMessage("<e2e-2@example.com>", "removed list"))
+	qid := res.QueueID()
+	if qid == "" {
+		t.Fatalf("Postfix did not queue the message:\n%v", res)
+	}
+	p.WaitLog(t, regexp.MustCompile(regexp.QuoteMeta(qid)+`: to=<other@lists\.example\.org>.*status=deferred`), 30*time.Second)
+
+	d.cli("lists", "remove", "other@"+testDomain)
+	deadline := time.Now().Add(10 * time.Second)
+	for !d.refuses("other@" + testDomain) {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon still accepts other@ after the list was removed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Postconf(t, "defer_transports=")
+	p.Reload(t)
+	p.Flush(t)
+
+	p.WaitLog(t, sentRE(qid, "test@"+testDomain), 30*time.Second)
+	p.WaitLog(t, regexp.MustCompile(regexp.QuoteMeta(qid)+`: to=<other@lists\.example\.org>, relay=.*status=bounced \(host .* said: 550 5\.1\.1 <other@lists\.example\.org>: no such list address here \(in reply to RCPT TO command\)\)`), 30*time.Second)
+	// The bounce goes back to the sender, through "the internet".
+	var dsn bool
+	for _, env := range p.Sink.WaitFor(t, 1, 30*time.Second) {
+		if env.From == "" && len(env.To) == 1 && env.To[0] == "alice@example.com" && strings.Contains(string(env.Data), "other@lists.example.org") {
+			dsn = true
+		}
+	}
+	if !dsn {
+		t.Errorf("no bounce to alice@example.com naming other@ reached the sink: %+v", p.Sink.Envelopes())
+	}
+	msgs := readDB(t, d.db)
+	if len(msgs) != 1 || len(msgs[0].Intake) != 1 || msgs[0].Intake[0] != "post test@"+testDomain {
+		t.Errorf("database = %+v, want one message for test@ only", msgs)
+	}
+}
+
+func TestSIGKILLAfter250LosesNothing(t *testing.T) {
+	d, p := e2e(t, nil)
+
+	// Several sessions keep sending straight to the daemon and note every
+	// message that got its 250.
+	var mu sync.Mutex
+	var acked []string
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for s := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				id := fmt.Sprintf("<kill-%d-%d@example.com>", s, i)
+				if sendOne(d.lmtp, id) {
+					mu.Lock()
+					acked = append(acked, id)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Meanwhile one message comes through Postfix; the daemon is killed
+	// the moment Postfix logs its 250.
+	res := testenv.SendMail(t, p.SMTPAddr, "alice@example.com", []string{"test@" + testDomain},
+		e2eMessage("<kill-postfix@example.com>", "killed"))
+	qid := res.QueueID()
+	if qid == "" {
+		t.Fatalf("Postfix did not queue the message:\n%v", res)
+	}
+	p.WaitLog(t, sentRE(qid, "test@"+testDomain), 30*time.Second)
+	d.signal(syscall.SIGKILL)
+	stop()
+	wg.Wait()
+	mu.Lock()
+	acked = append(acked, "<kill-postfix@example.com>")
+	mu.Unlock()
+
+	d.start() // recovery runs as it would after a crash
+	stored := map[string]int{}
+	for _, m := range readDB(t, d.db) {
+		stored[m.MessageID]++
+	}
+	for _, id := range acked {
+		if stored[id] != 1 {
+			t.Errorf("%s got a 250 but is stored %d times", id, stored[id])
+		}
+	}
+	if len(acked) < 2 {
+		t.Errorf("only %d messages acknowledged before the kill; the test proved little", len(acked))
+	}
+	t.Logf("%d acknowledged messages, all present after SIGKILL", len(acked))
+	if q := p.Queue(t); len(q) != 0 {
+		t.Errorf("Postfix still holds %+v: the 250 it got was not final", q)
+	}
+}
+
+// sendOne sends one message over LMTP and reports whether it got a 250;
+// any failure (the daemon being killed) is just "not acknowledged".
+func sendOne(addr, msgID string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		time.Sleep(10 * time.Millisecond)
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewConn(c)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return false
+	}
+	for _, cmd := range []string{"LHLO load.test", "MAIL FROM:<load@example.com>", "RCPT TO:<test@lists.example.org>", "DATA"} {
+		if err := tp.PrintfLine("%s", cmd); err != nil {
+			return false
+		}
+		if _, _, err := tp.ReadResponse(0); err != nil {
+			return false
+		}
+	}
+	w := tp.DotWriter()
+	_, _ = w.Write(e2eMessage(msgID, "load"))
+	if err := w.Close(); err != nil {
+		return false
+	}
+	code, _, err := tp.ReadResponse(250)
+	return err == nil && code == 250
+}
+
+func TestPostfixDefersWhileDatabaseReadOnly(t *testing.T) {
+	d, p := e2e(t, nil)
+	undo := makeImmutable(t, d.db)
+	res := testenv.SendMail(t, p.SMTPAddr, "alice@example.com", []string{"test@" + testDomain},
+		e2eMessage("<e2e-ro@example.com>", "read-only"))
+	qid := res.QueueID()
+	if qid == "" {
+		t.Fatalf("Postfix did not queue the message:\n%v", res)
+	}
+	p.WaitLog(t, regexp.MustCompile(regexp.QuoteMeta(qid)+`: to=<test@lists\.example\.org>, relay=.*status=deferred \(host .* said: 451 4\.3\.0 <test@lists\.example\.org> temporary local problem, please try again later \(in reply to end of DATA command\)\)`), 30*time.Second)
+	q := p.Queue(t)
+	if len(q) != 1 || q[0].QueueID != qid || q[0].QueueName != "deferred" {
+		t.Fatalf("Postfix queue = %+v, want %s deferred", q, qid)
+	}
+	if msgs := readDB(t, d.db); len(msgs) != 0 {
+		t.Fatalf("database holds %d messages while read-only", len(msgs))
+	}
+
+	undo()
+	p.Flush(t)
+	p.WaitLog(t, sentRE(qid, "test@"+testDomain), 30*time.Second)
+	msgs := readDB(t, d.db)
+	if len(msgs) != 1 || msgs[0].MessageID != "<e2e-ro@example.com>" || msgs[0].QueueID != qid {
+		t.Errorf("database = %+v, want the deferred message once", msgs)
+	}
+}

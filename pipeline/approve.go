@@ -1,0 +1,252 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"io"
+	"mime"
+	"mime/quotedprintable"
+	"regexp"
+	"slices"
+	"strings"
+
+	"postlist/decorate"
+)
+
+// approval is the outcome of looking for the moderator password.
+type approval struct {
+	// Valid: the password was there and right.
+	Valid bool
+	// Where names the place it was found, for the reason text.
+	Where string
+	// Cleaned is the message without the password fields and line, or
+	// nil when nothing had to be removed.
+	Cleaned []byte
+}
+
+// approvedFields are the header fields a moderator may put the password
+// in, Mailman's four spellings.
+var approvedFields = []string{"Approved", "Approve", "X-Approved", "X-Approve"}
+
+// pseudoHeader matches an Approved: line at the top of a text part.
+var pseudoHeader = regexp.MustCompile(`(?i)^\s*(x-)?approved?:\s*(.*?)\s*$`)
+
+// checkApproval looks for the list's moderator password in the Approved
+// fields, else on the first non-blank line of the first text/plain part,
+// and removes what it finds whether or not the password is right: a
+// mistyped password must not be distributed to every member. Without a
+// password set for the list, nothing is looked for and nothing removed
+// (decoration still drops Approved fields at send time).
+//
+// The same "Approved: ..." text is also removed from the other text parts
+// (the HTML alternative of the text part usually repeats it). That is best
+// effort: it finds the text only when the part is not base64-encoded.
+func checkApproval(msg []byte, m *decorate.Message, password string) approval {
+	if password == "" {
+		return approval{}
+	}
+	var a approval
+	found := false
+	for _, name := range approvedFields {
+		if v := m.Values(name); len(v) > 0 && !found {
+			found = true
+			a.Where = name + ": header"
+			a.Valid = passwordEqual(v[0], password)
+		}
+	}
+
+	type cut struct{ start, end int }
+	var cuts []cut
+	var value string // the text written after Approved: in the body
+	if !found {
+		parts := textParts(msg, m)
+		for _, p := range parts {
+			if p.subtype != "plain" {
+				continue
+			}
+			start, end, v, ok := firstLinePseudoHeader(msg, p)
+			if ok {
+				found = true
+				a.Where = "the first line of the message text"
+				a.Valid = passwordEqual(v, password)
+				cuts = append(cuts, cut{start, end})
+				value = v
+			}
+			break
+		}
+		if value != "" {
+			re := regexp.MustCompile(`(?i)(x-)?approved?:\s*` + regexp.QuoteMeta(value))
+			for _, p := range parts {
+				if p.subtype == "plain" || p.cte == "base64" {
+					continue
+				}
+				for _, loc := range re.FindAllIndex(msg[p.start:p.end], -1) {
+					cuts = append(cuts, cut{p.start + loc[0], p.start + loc[1]})
+				}
+			}
+		}
+	}
+	if !found {
+		return a
+	}
+	body := msg
+	if len(cuts) > 0 {
+		slices.SortFunc(cuts, func(x, y cut) int { return x.start - y.start })
+		var b bytes.Buffer
+		last := 0
+		for _, c := range cuts {
+			if c.start < last {
+				continue
+			}
+			b.Write(msg[last:c.start])
+			last = c.end
+		}
+		b.Write(msg[last:])
+		body = b.Bytes()
+	}
+	cm := decorate.Parse(body)
+	for _, name := range approvedFields {
+		cm.Del(name)
+	}
+	a.Cleaned = cm.Bytes()
+	return a
+}
+
+// passwordEqual compares in constant time; hashing first hides the
+// length of the password too.
+func passwordEqual(given, password string) bool {
+	g := sha256.Sum256([]byte(strings.TrimSpace(given)))
+	p := sha256.Sum256([]byte(password))
+	return hmac.Equal(g[:], p[:])
+}
+
+// textPart locates the body of a text/* entity in the message bytes.
+type textPart struct {
+	subtype    string // "plain", "html", ...
+	cte        string
+	start, end int // body bytes, msg[start:end]
+}
+
+// textParts finds the text parts of a message, depth first, in order.
+func textParts(msg []byte, m *decorate.Message) []textPart {
+	var out []textPart
+	walk(msg, len(msg)-len(m.Body), len(msg), m, 0, &out)
+	return out
+}
+
+const maxDepth = 8
+
+// walk visits the entity whose header is m and whose body is
+// msg[bodyStart:bodyEnd].
+func walk(msg []byte, bodyStart, bodyEnd int, m *decorate.Message, depth int, out *[]textPart) {
+	mt, params, err := mime.ParseMediaType(m.Get("Content-Type"))
+	if m.Get("Content-Type") == "" {
+		mt, err = "text/plain", nil
+	}
+	if err != nil || depth > maxDepth {
+		return
+	}
+	switch {
+	case strings.HasPrefix(mt, "text/"):
+		*out = append(*out, textPart{
+			subtype: strings.TrimPrefix(mt, "text/"),
+			cte:     strings.ToLower(m.Get("Content-Transfer-Encoding")),
+			start:   bodyStart, end: bodyEnd,
+		})
+	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "":
+		for _, p := range splitParts(msg, bodyStart, bodyEnd, params["boundary"]) {
+			pm := decorate.Parse(msg[p[0]:p[1]])
+			walk(msg, p[1]-len(pm.Body), p[1], pm, depth+1, out)
+		}
+	}
+}
+
+// splitParts returns the [start, end) ranges of the parts of a multipart
+// body: between delimiter lines, without the line break that belongs to
+// the next delimiter (RFC 2046 section 5.1.1).
+func splitParts(msg []byte, start, end int, boundary string) [][2]int {
+	delim := []byte("--" + boundary)
+	var parts [][2]int
+	partStart := -1
+	for i := start; i < end; {
+		lineEnd := end
+		if j := bytes.IndexByte(msg[i:end], '\n'); j >= 0 {
+			lineEnd = i + j + 1
+		}
+		line := bytes.TrimRight(msg[i:lineEnd], " \t\r\n")
+		if bytes.HasPrefix(line, delim) {
+			rest := line[len(delim):]
+			if len(rest) == 0 || bytes.Equal(rest, []byte("--")) {
+				if partStart >= 0 {
+					pe := i
+					if pe > partStart && msg[pe-1] == '\n' {
+						pe--
+						if pe > partStart && msg[pe-1] == '\r' {
+							pe--
+						}
+					}
+					parts = append(parts, [2]int{partStart, pe})
+				}
+				if len(rest) == 2 {
+					return parts
+				}
+				partStart = lineEnd
+			}
+		}
+		i = lineEnd
+	}
+	return parts
+}
+
+// firstLinePseudoHeader finds an Approved: line as the first non-blank
+// line of a text/plain part, returning the bytes to cut (the line and the
+// blank line after it) and the password written there.
+func firstLinePseudoHeader(msg []byte, p textPart) (start, end int, value string, ok bool) {
+	switch p.cte {
+	case "", "7bit", "8bit", "binary", "quoted-printable":
+	default:
+		return 0, 0, "", false
+	}
+	for i := p.start; i < p.end; {
+		lineEnd := p.end
+		if j := bytes.IndexByte(msg[i:p.end], '\n'); j >= 0 {
+			lineEnd = i + j + 1
+		}
+		line := msg[i:lineEnd]
+		if len(bytes.TrimSpace(line)) == 0 {
+			i = lineEnd
+			continue
+		}
+		text := string(line)
+		if p.cte == "quoted-printable" {
+			dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(line)))
+			if err != nil {
+				return 0, 0, "", false
+			}
+			text = string(dec)
+		}
+		sm := pseudoHeader.FindStringSubmatch(strings.TrimRight(text, "\r\n"))
+		if sm == nil {
+			return 0, 0, "", false
+		}
+		end := lineEnd
+		// Drop the blank line that usually separates the password from
+		// the text, so the post does not start with an empty line.
+		if next := nextLine(msg, end, p.end); next > end && len(bytes.TrimSpace(msg[end:next])) == 0 {
+			end = next
+		}
+		return i, end, sm[2], true
+	}
+	return 0, 0, "", false
+}
+
+func nextLine(msg []byte, from, limit int) int {
+	if from >= limit {
+		return from
+	}
+	if j := bytes.IndexByte(msg[from:limit], '\n'); j >= 0 {
+		return from + j + 1
+	}
+	return limit
+}

@@ -1,0 +1,422 @@
+// Package pipeline processes list posts after LMTP intake: it runs the
+// posting rules on each new post, holds, rejects, discards or accepts it,
+// fans accepted posts out to one delivery row per member, tells
+// moderators about held posts, renders each member's decorated copy at
+// send time, and serves the one-click unsubscribe endpoint.
+//
+// The flow for one post (an intake row of kind post):
+//
+//	intake row --rules--> accept  -> posts row + deliveries rows (one per member)
+//	                      hold    -> held row + notice to owners and moderators
+//	                      reject  -> notice to the poster
+//	                      discard -> nothing but the record
+//
+// Each decision is one store transaction that also marks the intake row
+// done with the rule and reason, so a crash leaves a post either
+// untouched (it is processed again) or completely decided. A held post
+// that a moderator approves (Approve) continues exactly as if the rules
+// had accepted it.
+//
+// Nothing is stored per member: Render builds each member's copy from the
+// stored post and the list's settings when the deliverer sends it, with
+// the member's one-click unsubscribe link derived from a site secret
+// (see UnsubscribeURL) rather than looked up.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"postlist/address"
+	"postlist/decorate"
+	"postlist/store"
+)
+
+// Options configure a Pipeline.
+type Options struct {
+	Store *store.Store
+	Log   *zap.Logger
+	// Delimiter is the VERP (recipient) delimiter, "+" when empty.
+	Delimiter string
+	// BaseURL is the public URL of the HTTP listener ([http] base_url)
+	// for one-click unsubscribe links; "" means mailto links only.
+	BaseURL string
+	// SiteOwner receives hold notices for lists without owners or
+	// moderators.
+	SiteOwner string
+	// Secret keys the per-member unsubscribe tokens (HMAC). Without it no
+	// one-click link is offered. See Secret.
+	Secret []byte
+	// Notify is called after deliveries were queued, to wake the
+	// deliverer; nil when nobody needs waking (the CLI: the daemon polls).
+	Notify func()
+	// PollInterval is how often intake is checked without a Kick; 0
+	// means one second.
+	PollInterval time.Duration
+}
+
+// Pipeline processes posts. Its methods are safe for concurrent use.
+type Pipeline struct {
+	st      *store.Store
+	log     *zap.Logger
+	delim   string
+	baseURL string
+	owner   string
+	secret  []byte
+	notify  func()
+	poll    time.Duration
+	kick    chan struct{}
+	cache   renderCache
+
+	mu       sync.Mutex
+	failures map[int64]int // intake id -> failed attempts, for poison posts
+}
+
+// batchSize is how many intake rows one pass takes.
+const batchSize = 100
+
+// maxAttempts is how often an intake row may fail for a reason that is
+// not the database's before it is marked failed, so that one post that
+// trips a bug cannot stop every post behind it.
+const maxAttempts = 5
+
+// New returns a Pipeline. It does not start anything: Run processes
+// intake, Render and UnsubscribeHandler serve the deliverer and the HTTP
+// listener.
+func New(o Options) *Pipeline {
+	log := o.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	poll := o.PollInterval
+	if poll <= 0 {
+		poll = time.Second
+	}
+	p := &Pipeline{
+		st:       o.Store,
+		log:      log,
+		delim:    o.Delimiter,
+		baseURL:  strings.TrimRight(o.BaseURL, "/"),
+		owner:    o.SiteOwner,
+		secret:   o.Secret,
+		notify:   o.Notify,
+		poll:     poll,
+		kick:     make(chan struct{}, 1),
+		failures: make(map[int64]int),
+	}
+	p.cache.init()
+	if p.baseURL != "" && len(p.secret) == 0 {
+		log.Warn("base_url is set but no unsubscribe secret was given: List-Unsubscribe carries mailto links only")
+	}
+	return p
+}
+
+// Kick wakes Run, e.g. after LMTP committed new intake rows. It never
+// blocks.
+func (p *Pipeline) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pipeline) wakeDeliverer() {
+	if p.notify != nil {
+		p.notify()
+	}
+}
+
+// Run processes new intake rows of kind post until ctx ends; other kinds
+// are left for their own stages. It returns nil when ctx ends.
+func (p *Pipeline) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	for {
+		n, err := p.RunOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := p.poll
+		switch {
+		case err != nil:
+			// The database is in trouble (read-only, full): nothing can be
+			// decided; try again later without spinning.
+			backoff = min(max(2*backoff, time.Second), time.Minute)
+			wait = backoff
+			p.log.Error("processing posts failed, retrying", zap.Duration("retry_in", wait), zap.Error(err))
+		case n == batchSize:
+			backoff = 0
+			continue // more are waiting
+		default:
+			backoff = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-p.kick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce processes the posts waiting now (up to one batch) and returns
+// how many it took. An error means the database failed; posts not yet
+// decided stay new.
+func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
+	items, err := p.st.PendingIntake(ctx, batchSize, "post")
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range items {
+		if err := p.process(ctx, it); err != nil {
+			if transient(ctx, err) {
+				return 0, err
+			}
+			p.fail(ctx, it, err)
+		}
+	}
+	return len(items), nil
+}
+
+// transient reports errors that say nothing about the post: the
+// database or the context failed, and the same post will work later.
+func transient(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, store.ErrReadOnly) || errors.Is(err, store.ErrStorageFailed)
+}
+
+// fail counts a failed attempt and, after maxAttempts (or at once for a
+// post that can never be processed), marks the intake row failed.
+func (p *Pipeline) fail(ctx context.Context, it store.IntakeItem, err error) {
+	p.mu.Lock()
+	p.failures[it.ID]++
+	n := p.failures[it.ID]
+	p.mu.Unlock()
+	log := p.log.With(zap.String("list", it.List), zap.Int64("msg_id", it.MessageID), zap.Int64("intake_id", it.ID))
+	var perm permanentError
+	if n < maxAttempts && !errors.As(err, &perm) {
+		log.Warn("processing post failed, will retry", zap.Int("attempt", n), zap.Error(err))
+		return
+	}
+	log.Error("processing post failed, giving up", zap.Error(err))
+	if merr := p.st.MarkIntake(ctx, it.ID, store.IntakeFailed, err.Error()); merr != nil {
+		log.Error("marking intake row failed", zap.Error(merr))
+		return
+	}
+	p.mu.Lock()
+	delete(p.failures, it.ID)
+	p.mu.Unlock()
+}
+
+// permanentError marks a post that will never process (its list is gone).
+type permanentError struct{ error }
+
+// process decides one post.
+func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
+	if it.List == "" {
+		return permanentError{errors.New("the list was removed before the post was processed")}
+	}
+	l, err := p.st.GetList(ctx, it.List)
+	if errors.Is(err, store.ErrNotFound) {
+		return permanentError{fmt.Errorf("the list %s no longer exists", it.List)}
+	}
+	if err != nil {
+		return err
+	}
+	envSender, body, err := p.st.MessageSender(ctx, it.MessageID)
+	if err != nil {
+		return err
+	}
+	f, err := p.gather(ctx, l, body, envSender, it.Size)
+	if err != nil {
+		return err
+	}
+	v := evaluate(f)
+	subject := decorate.DecodeHeader(f.Msg.Get("Subject"))
+	d := store.PostDecision{
+		IntakeID: it.ID, ListID: l.ID, MessageID: it.MessageID, Cleaned: f.Approval.Cleaned,
+		Action: v.Action, Rule: v.Rule, Reason: v.Reason, Sender: f.Poster, Subject: oneLine(subject),
+	}
+	// The message that is held or rejected is the cleaned one: a
+	// moderator or poster never sees the password again either.
+	post := body
+	if f.Approval.Cleaned != nil {
+		post = f.Approval.Cleaned
+	}
+	switch v.Action {
+	case store.ActionAccept:
+		d.Envelope = p.envelopeFunc(l)
+	case store.ActionHold:
+		if l.Bool("admin_immed_notify") {
+			admins, err := p.st.ListAdmins(ctx, l.ID)
+			if err != nil {
+				return err
+			}
+			d.Notices = func(r store.PostResult) []store.Notice {
+				n, ok := p.holdNotice(l, admins, r.HeldID, v, f.Poster, subject, post)
+				if !ok {
+					return nil
+				}
+				return []store.Notice{n}
+			}
+		}
+	case store.ActionReject:
+		n, ok := p.rejectNotice(l, f.Poster, envSender, v.Rule+": "+v.Reason, post)
+		if ok {
+			d.Notices = func(store.PostResult) []store.Notice { return []store.Notice{n} }
+		}
+	}
+	res, err := p.st.RecordPost(ctx, d)
+	if errors.Is(err, store.ErrAlreadyDone) {
+		// Someone else decided this row meanwhile; nothing is lost.
+		p.log.Info("post already decided", zap.String("list", l.Address), zap.Int64("msg_id", it.MessageID))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.log.Info("post decided",
+		zap.String("list", l.Address), zap.Int64("msg_id", res.MessageID), zap.String("sender", f.Poster),
+		zap.String("rule", v.Rule), zap.String("action", v.Action), zap.String("reason", v.Reason),
+		zap.Int("deliveries", res.Deliveries), zap.Int64("held_id", res.HeldID), zap.Int("notices", res.Notices))
+	if res.Deliveries > 0 || res.Notices > 0 {
+		p.wakeDeliverer()
+	}
+	return nil
+}
+
+// gather collects the facts the rules need.
+func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSender string, size int64) (*facts, error) {
+	m := decorate.Parse(body)
+	domains, err := p.st.ListDomains(ctx, l.ID)
+	if err != nil {
+		return nil, err
+	}
+	f := &facts{
+		List: listFacts{
+			Address: strings.ToLower(l.Address), ListID: l.ListID, Domains: domains,
+			Delimiters:             delimiters(p.delim),
+			Emergency:              l.Bool("emergency"),
+			MaxMessageKiB:          int64(l.Int("max_message_size")),
+			DefaultMemberAction:    l.Setting("default_member_action"),
+			DefaultNonmemberAction: l.Setting("default_nonmember_action"),
+			RequireExplicitDest:    l.Bool("require_explicit_destination"),
+			MaxNumRecipients:       l.Int("max_num_recipients"),
+		},
+		Msg:  m,
+		Size: size,
+	}
+	f.Senders, f.Poster = senders(m, envSender)
+	rows, err := p.st.PostingMembers(ctx, l.ID, f.Senders)
+	if err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		r := &rows[i]
+		switch {
+		case r.Role == "nonmember":
+			if f.Nonmember == nil && r.ModerationAction != "" {
+				f.Nonmember = r
+			}
+		case f.Member == nil:
+			f.Member = r
+		}
+	}
+	for _, s := range f.Senders {
+		banned, err := p.st.Banned(ctx, l.Address, s)
+		if err != nil {
+			return nil, err
+		}
+		if banned {
+			f.Banned = s
+			break
+		}
+	}
+	f.Approval = checkApproval(body, m, l.Setting("moderator_password"))
+	return f, nil
+}
+
+// senders returns the candidate sender addresses of a post (From, Sender,
+// envelope sender; normalised, each once) and the poster: the first From
+// address, else the envelope sender.
+func senders(m *decorate.Message, envSender string) (all []string, poster string) {
+	seen := map[string]bool{}
+	add := func(a string) {
+		n, err := address.Normalize(a)
+		if err != nil || seen[strings.ToLower(n)] {
+			return
+		}
+		seen[strings.ToLower(n)] = true
+		all = append(all, n)
+	}
+	for _, field := range []string{"From", "Sender"} {
+		for _, v := range m.Values(field) {
+			as, err := decorate.ParseAddressList(v)
+			if err != nil {
+				continue
+			}
+			for _, a := range as {
+				add(a.Address)
+			}
+		}
+		if field == "From" && len(all) > 0 {
+			poster = all[0]
+		}
+	}
+	add(envSender)
+	if poster == "" && envSender != "" {
+		if n, err := address.Normalize(envSender); err == nil {
+			poster = n
+		}
+	}
+	return all, poster
+}
+
+// delimiters keeps the characters of the configured delimiter that can
+// separate an extension ("+" by default).
+func delimiters(d string) string {
+	var b strings.Builder
+	for _, c := range d {
+		if c != '-' && c != '.' && c < 0x80 && !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') && c > ' ' {
+			b.WriteRune(c)
+		}
+	}
+	if b.Len() == 0 {
+		return "+"
+	}
+	return b.String()
+}
+
+// bounces returns the list's -bounces address.
+func bounces(list string) string {
+	name, domain := address.ListName(list)
+	return name + "-bounces@" + domain
+}
+
+// envelopeFrom is the envelope sender of a post to member: the member's
+// VERP address on a personalized list (verp yes, the default), so a
+// bounce names who bounced, else the plain -bounces address, which lets
+// bulk delivery group members into shared transactions. Signed VERP will
+// change only this function.
+func (p *Pipeline) envelopeFrom(l *store.List, member string) string {
+	if !l.Bool("verp") {
+		return bounces(l.Address)
+	}
+	return address.VERP(l.Address, member, p.delim)
+}
+
+func (p *Pipeline) envelopeFunc(l *store.List) func(string) string {
+	return func(m string) string { return p.envelopeFrom(l, m) }
+}
+
+// oneLine keeps a header-derived text on one printable line.
+func oneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }), " ")
+}
