@@ -1,0 +1,209 @@
+package daemon_test
+
+// The core job end to end: a post goes into a private real Postfix, through
+// postlist's milter and LMTP into SQLite, through the pipeline, and back out
+// through Postfix to every member at the sink, each with a VERP return path
+// naming them. Everything runs as in production: the real `postlist serve`
+// binary, the real Postfix, the admin CLI as a separate process.
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"postlist/address"
+	"postlist/internal/testenv"
+)
+
+const (
+	listDomain = "lists.example.org"
+	list       = "test@" + listDomain
+)
+
+type stack struct {
+	pl *testenv.Postlist
+	pf *testenv.Postfix
+}
+
+// startStack runs Postfix and postlist wired to each other. Outgoing list
+// mail goes back through Postfix's milter-free listener unless smtpAddr
+// names another smart host.
+func startStack(t *testing.T, smtpAddr, extra string) *stack {
+	t.Helper()
+	pl := testenv.NewPostlist(t)
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		Milter:      "inet:" + pl.Milter,
+		ListDomains: []string{listDomain},
+		LMTP:        "inet:" + pl.LMTP,
+	})
+	if smtpAddr == "" {
+		smtpAddr = pf.SubmitAddr
+	}
+	pl.Configure(smtpAddr, extra, list)
+	pl.CLI("members", "add", list, "alice@example.com", "Bob <bob@example.com>", "carol@example.net")
+	pl.CLI("members", "add", list, "owner@example.com", "--role", "owner")
+	pl.Start()
+	return &stack{pl: pl, pf: pf}
+}
+
+func post(from, subject string) []byte {
+	return []byte(fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@example.com>\r\n\r\nHello list.\r\n",
+		from, list, subject, strings.ReplaceAll(subject, " ", "-")))
+}
+
+func send(t *testing.T, s *stack, from, subject string) {
+	t.Helper()
+	res := testenv.SendMail(t, s.pf.SMTPAddr, from, []string{list}, post(from, subject))
+	if !res.Data.OK() {
+		t.Fatalf("post not accepted: %v", res)
+	}
+}
+
+// copiesOf returns the sink's envelopes whose message has the subject in
+// its own header (a notice quoting the post in its body does not count).
+func copiesOf(envs []testenv.Envelope, subject string) map[string]testenv.Envelope {
+	out := map[string]testenv.Envelope{}
+	re := regexp.MustCompile(`(?m)^Subject: .*` + regexp.QuoteMeta(subject) + `\r?$`)
+	unfold := strings.NewReplacer("\r\n ", " ", "\r\n\t", " ")
+	for _, e := range envs {
+		header, _, _ := strings.Cut(string(e.Data), "\r\n\r\n")
+		if re.MatchString(unfold.Replace(header)) {
+			for _, r := range e.To {
+				out[r] = e
+			}
+		}
+	}
+	return out
+}
+
+func waitCopies(t *testing.T, sink *testenv.Sink, subject string, n int, timeout time.Duration) map[string]testenv.Envelope {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := copiesOf(sink.Envelopes(), subject)
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d copies of %q at the sink after %v, want %d", len(got), subject, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestMemberPostReachesEveryMember(t *testing.T) {
+	s := startStack(t, "", "")
+	send(t, s, "alice@example.com", "first post")
+	copies := waitCopies(t, s.pf.Sink, "first post", 3, 60*time.Second)
+	for _, m := range []string{"alice@example.com", "bob@example.com", "carol@example.net"} {
+		e, ok := copies[m]
+		if !ok {
+			t.Errorf("%s got no copy", m)
+			continue
+		}
+		if len(e.To) != 1 {
+			t.Errorf("%s shared a transaction with %v: VERP needs one each", m, e.To)
+		}
+		if want := address.VERP(list, m, "+"); e.From != want {
+			t.Errorf("%s: envelope sender %q, want %q", m, e.From, want)
+		}
+		data := string(e.Data)
+		for _, h := range []string{
+			"List-Id: <test.lists.example.org>",
+			"List-Post: <mailto:test@lists.example.org>",
+			"List-Unsubscribe: <mailto:test-leave@lists.example.org>",
+			"Subject: [Test] first post",
+			"Precedence: list",
+			"X-BeenThere: test@lists.example.org",
+		} {
+			if !strings.Contains(data, h) {
+				t.Errorf("%s's copy lacks %q:\n%s", m, h, data)
+			}
+		}
+	}
+	if n := len(copiesOf(s.pf.Sink.Envelopes(), "first post")); n != 3 {
+		t.Errorf("%d copies, want exactly 3", n)
+	}
+	// The owner is not a member and gets no copy.
+	if _, ok := copies["owner@example.com"]; ok {
+		t.Error("the owner, not a member, got a copy")
+	}
+}
+
+func TestNonMemberPostHeldThenApproved(t *testing.T) {
+	s := startStack(t, "", "")
+	send(t, s, "stranger@example.net", "outsider post")
+	var held []struct {
+		ID     int64  `json:"id"`
+		Sender string `json:"sender"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(held) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("post never held:\n%s", s.pl.LogTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := json.Unmarshal([]byte(s.pl.CLI("--json", "held", "ls", list)), &held); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held[0].Sender != "stranger@example.net" {
+		t.Errorf("held = %+v", held)
+	}
+	// The owner is told about the held post; members get nothing yet.
+	notice := waitCopies(t, s.pf.Sink, "requires approval", 1, 30*time.Second)
+	if _, ok := notice["owner@example.com"]; !ok {
+		t.Errorf("held notice went to %v, want the owner", notice)
+	}
+	if n := len(copiesOf(s.pf.Sink.Envelopes(), "outsider post")); n != 0 {
+		t.Fatalf("held post reached %d members before approval", n)
+	}
+	s.pl.CLI("held", "approve", fmt.Sprint(held[0].ID))
+	waitCopies(t, s.pf.Sink, "outsider post", 3, 60*time.Second)
+}
+
+// TestSmartHostFaults talks to a sink directly as the smart host so that its
+// answers reach postlist's deliverer: a 451 is retried until it passes, a
+// 550 fails that member only and is recorded as a bounce.
+func TestSmartHostFaults(t *testing.T) {
+	sink := testenv.StartSink(t)
+	var bobTries atomic.Int32
+	sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
+		switch to {
+		case "bob@example.com":
+			if bobTries.Add(1) == 1 {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "try later"}
+			}
+		case "carol@example.net":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	s := startStack(t, sink.Addr, "delivery_retry_interval = \"1s\"\n")
+	send(t, s, "alice@example.com", "faulty post")
+	copies := waitCopies(t, sink, "faulty post", 2, 60*time.Second)
+	if _, ok := copies["bob@example.com"]; !ok || bobTries.Load() < 2 {
+		t.Errorf("bob: copy %v after %d tries, want delivery on a retry", ok, bobTries.Load())
+	}
+	if _, ok := copies["carol@example.net"]; ok {
+		t.Error("carol's 550 was recorded as a delivery")
+	}
+	out := s.pl.CLI("--json", "queue", "ls", "--all")
+	deadline := time.Now().Add(20 * time.Second)
+	for !regexp.MustCompile(`"failed": 1\b`).MatchString(out) {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue never shows carol failed:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+		out = s.pl.CLI("--json", "queue", "ls", "--all")
+	}
+	if !strings.Contains(out, "550 5.1.1 no such user") {
+		t.Errorf("queue does not keep the 550 reply:\n%s", out)
+	}
+}
