@@ -24,9 +24,15 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# Benchmarks are not tests: they print tables and are never run by make test.
+# Benchmarks are not tests: they print tables and are never run by make
+# test. docs/benchmarks.md says what each measures and the latest figures.
 bench: build test-deps
 	$(GO) run ./bench/members
+	$(GO) run ./bench/lmtp
+	$(GO) run ./bench/deliver
+	$(GO) test ./milter -run '^$$' -bench 'RcptDecision|RcptRoundTrip|IndexMemory' -benchtime 2s
+	$(GO) test ./index -run '^$$' -bench Reload -benchtime 3x
+	$(GO) test ./milter -run '^$$' -bench PostfixAcceptRate -benchtime 1x -timeout 10m
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime 60s ./address/

@@ -49,7 +49,7 @@ func ParseListen(s string) (Listen, error) {
 	case strings.HasPrefix(s, "unix:"):
 		path := strings.TrimPrefix(s, "unix:")
 		if !strings.HasPrefix(path, "/") {
-			return Listen{}, fmt.Errorf("%q: want an absolute path after unix:", s)
+			return Listen{}, fmt.Errorf("%q: the path after unix: must be absolute", s)
 		}
 		return Listen{Network: "unix", Address: path}, nil
 	}
