@@ -1,6 +1,8 @@
 // Package daemon runs `postlist serve`: it opens the store, builds the
-// address index, and runs the milter, the LMTP server and the HTTP listener
-// side by side until the context ends, then drains them in order.
+// address index, and runs the milter, the LMTP server, the HTTP listener
+// (health, metrics, one-click unsubscribe) and, when configured, the
+// Postfix socketmap server side by side until the context ends, then
+// drains them in order.
 //
 // The order matters for the "nothing accepted is lost" promise: listeners
 // stop taking new work first, in-flight sessions finish (an LMTP commit in
@@ -29,8 +31,11 @@ import (
 	"postlist/index"
 	"postlist/internal/listen"
 	"postlist/lmtp"
+	"postlist/metrics"
 	"postlist/milter"
 	"postlist/pipeline"
+	"postlist/postfix"
+	"postlist/socketmap"
 	"postlist/store"
 )
 
@@ -171,10 +176,23 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 			}),
 		},
 	}
+	if !cfg.HTTP.SocketmapListen.IsZero() {
+		// A unix socket gets the milter socket's mode and group: the same
+		// Postfix services (smtpd, trivial-rewrite, as the postfix user)
+		// connect to both.
+		lmtpAddr := cfg.LMTPAddr()
+		comps = append(comps, component{
+			name: "socketmap", addr: cfg.HTTP.SocketmapListen, mode: os.FileMode(cfg.MTA.MilterSocketMode), grp: cfg.MTA.MilterSocketGroup,
+			srv: socketmap.New(socketmap.Options{
+				Index: ix, Log: log.Named("socketmap"), Transport: postfix.Transport(lmtpAddr.Network, lmtpAddr.Address),
+			}),
+		})
+	}
 	if cfg.HTTP.Listen != "" {
+		reg := metrics.NewRegistry(metrics.Sources{Store: st, Index: ix})
 		comps = append(comps, component{
 			name: "http", addr: config.Listen{Network: "tcp", Address: cfg.HTTP.Listen},
-			srv: newHTTP(st, log.Named("http"), pl.UnsubscribeHandler()),
+			srv: newHTTP(st, ix, log.Named("http"), pl.UnsubscribeHandler(), metrics.Handler(reg, log.Named("metrics"))),
 		})
 	}
 

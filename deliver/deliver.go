@@ -38,6 +38,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/metrics"
 	"postlist/store"
 )
 
@@ -403,6 +404,7 @@ func (d *Deliverer) recorder(bg, hard context.Context, outs <-chan store.Deliver
 			}
 		}
 		for _, o := range batch {
+			metrics.Delivery(o.State)
 			switch o.State {
 			case store.DeliverySent:
 				d.sent.Add(1)

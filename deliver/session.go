@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"postlist/metrics"
 	"postlist/store"
 )
 
@@ -123,6 +124,9 @@ func (d *Deliverer) finish(j *job, vs []verdict, outs chan<- store.DeliveryOutco
 	for i, r := range j.rows {
 		out := d.decide(r, vs[i], now)
 		d.logOutcome(r, vs[i], out)
+		if out.State == store.DeliverySent {
+			metrics.DeliveryLatency(now.Sub(r.CreatedAt))
+		}
 		outs <- out
 	}
 }

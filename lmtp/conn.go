@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/metrics"
 	"postlist/reply"
 )
 
@@ -130,6 +131,7 @@ func (l *listener) admit(c net.Conn) {
 func (l *listener) refuse(c net.Conn, r reply.Reply, why string) {
 	l.srv.log.Warn("LMTP connection refused", zap.Stringer("remote", c.RemoteAddr()),
 		zap.Int("smtp_code", r.Code), zap.String("reason", why))
+	metrics.LMTPReplies(metrics.StageConnect, r.Code, 1)
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = io.WriteString(c, r.String()+"\r\n")
 	_ = c.Close()

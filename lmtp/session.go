@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"postlist/address"
+	"postlist/metrics"
 	"postlist/reply"
 	"postlist/store"
 )
@@ -73,6 +74,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		r := reply.TooManyRecipients(s.srv.o.MaxRecipients)
 		s.log.Warn("recipient refused", zap.String("rcpt", to), zap.String("sender", from),
 			zap.Int("smtp_code", r.Code), zap.String("reason", r.Text))
+		metrics.LMTPReplies(metrics.StageRcpt, r.Code, 1)
 		return r.SMTPError()
 	}
 	t, rep := s.srv.o.Resolve(to)
@@ -91,11 +93,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		}
 		s.log.Info("recipient refused", zap.String("rcpt", to), zap.String("sender", from),
 			zap.Int("smtp_code", r.Code), zap.String("reason", r.Text))
+		metrics.LMTPReplies(metrics.StageRcpt, r.Code, 1)
 		return r.SMTPError()
 	}
 	s.mu.Lock()
 	s.rcpts = append(s.rcpts, recipient{addr: to, target: t})
 	s.mu.Unlock()
+	metrics.LMTPReplies(metrics.StageRcpt, 250, 1)
 	return nil
 }
 
@@ -167,6 +171,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		for _, rc := range env.rcpts {
 			status.SetStatus(rc.addr, verdict.SMTPError())
 		}
+		metrics.LMTPReplies(metrics.StageData, verdict.Code, len(env.rcpts))
 		s.log.Warn("message refused", zap.String("queue_id", info.QueueID), zap.String("sender", env.from),
 			zap.Int("rcpts", len(env.rcpts)), zap.Int("size", len(body)), zap.Int("smtp_code", verdict.Code),
 			zap.String("reason", why), zap.Array("results", outcomes(env.rcpts, verdict, nil)))
@@ -185,6 +190,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		for _, rc := range env.rcpts {
 			status.SetStatus(rc.addr, tf.SMTPError())
 		}
+		metrics.LMTPReplies(metrics.StageData, tf.Code, len(env.rcpts))
 		s.log.Error("message not stored; answered temporary failure", zap.Error(err),
 			zap.String("queue_id", info.QueueID), zap.String("sender", env.from), zap.Int("rcpts", len(env.rcpts)),
 			zap.Int("size", size), zap.Int("smtp_code", tf.Code), zap.Array("results", outcomes(env.rcpts, &tf, nil)))
@@ -197,6 +203,8 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	for _, rc := range env.rcpts {
 		status.SetStatus(rc.addr, ok.SMTPError())
 	}
+	metrics.Intake(m)
+	metrics.LMTPReplies(metrics.StageData, ok.Code, len(env.rcpts))
 	ids := make([]int64, len(env.rcpts))
 	for i, rc := range env.rcpts {
 		ids[i] = res.IntakeIDs[index[rc.target]]

@@ -10,6 +10,7 @@ import (
 
 	"postlist/address"
 	"postlist/index"
+	"postlist/metrics"
 	"postlist/reply"
 )
 
@@ -118,12 +119,14 @@ func (s *session) RcptTo(rcptTo, _ string, m gomilter.Modifier) (resp *gomilter.
 	d, policy := decide(s.srv.ix.Snapshot(), rcptTo, s.sender, s.senderKnown)
 	if !d.Ours {
 		s.foreign = true
+		metrics.MilterDecision(metrics.StageRcpt, VerdictContinue, d.Reason)
 		if ce := s.srv.log.Check(zap.DebugLevel, "rcpt decision"); ce != nil {
 			ce.Write(s.fields(rcptTo, d.Target.List, VerdictContinue, d.Reason)...)
 		}
 		return gomilter.RespContinue, nil
 	}
 	if d.Reply != nil {
+		metrics.MilterDecision(metrics.StageRcpt, verdictOf(*d.Reply), d.Reason)
 		s.logReply("rcpt decision", rcptTo, d.Target.List, d.Reason, *d.Reply)
 		return respond(*d.Reply), nil
 	}
@@ -133,6 +136,7 @@ func (s *session) RcptTo(rcptTo, _ string, m gomilter.Modifier) (resp *gomilter.
 		fields = append(fields, zap.String("policy", policy))
 	}
 	s.srv.log.Info("rcpt decision", fields...)
+	metrics.MilterDecision(metrics.StageRcpt, VerdictAccept, d.Reason)
 	if len(s.rcpts) < maxRecipients {
 		s.rcpts = append(s.rcpts, rcpt{addr: rcptTo, target: d.Target})
 	} else {
@@ -236,6 +240,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 			fields := s.fields(r.addr, r.target.List, VerdictAccept, ReasonAccepts)
 			fields = append(fields, zap.Int64("size", s.size), zap.Int("rcpts", len(s.rcpts)))
 			s.srv.log.Info("message decision", fields...)
+			metrics.MilterDecision(metrics.StageMessage, VerdictAccept, ReasonAccepts)
 			return gomilter.RespAccept, nil
 		}
 		if first == nil {
@@ -245,6 +250,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 	fields := s.fields(first.rcpt, first.list, verdictOf(first.reply), first.reason)
 	fields = append(fields, zap.String("reply", first.reply.String()), zap.Int64("size", s.size), zap.Int("rcpts", len(s.rcpts)))
 	s.srv.log.Info("message decision", fields...)
+	metrics.MilterDecision(metrics.StageMessage, verdictOf(first.reply), first.reason)
 	return respond(first.reply), nil
 }
 
@@ -316,6 +322,11 @@ func (s *session) recoverTo(resp **gomilter.Response, rcptTo string) {
 	if v := recover(); v != nil {
 		s.srv.log.Error("milter decision failed", zap.String("rcpt", rcptTo), zap.String("queue_id", s.queueID),
 			zap.String("reason", ReasonPanic), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+		if rcptTo != "" {
+			metrics.MilterDecision(metrics.StageRcpt, VerdictTempFail, ReasonPanic)
+		} else {
+			metrics.MilterDecision(metrics.StageMessage, VerdictTempFail, ReasonPanic)
+		}
 		*resp = respond(reply.TempFail())
 	}
 }

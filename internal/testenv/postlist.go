@@ -29,6 +29,11 @@ type Postlist struct {
 	HTTP    string // host:port
 	LogPath string
 
+	// Socketmap, when set (host:port, e.g. from FreeAddr) before
+	// Configure, makes the daemon serve Postfix socketmap lookups there
+	// ([http] socketmap_listen). Empty: no socketmap server.
+	Socketmap string
+
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -75,17 +80,24 @@ smtp_port = %s
 %s
 [http]
 listen = %q
-
+%s
 [log]
 format = "json"
 level = "debug"
-`, d.DB, lh, lp, d.Milter, sh, sp, extra, d.HTTP)
+`, d.DB, lh, lp, d.Milter, sh, sp, extra, d.HTTP, d.socketmapLine())
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o600); err != nil {
 		d.t.Fatal(err)
 	}
 	for _, l := range lists {
 		d.CLI("lists", "create", l)
 	}
+}
+
+func (d *Postlist) socketmapLine() string {
+	if d.Socketmap == "" {
+		return ""
+	}
+	return fmt.Sprintf("socketmap_listen = \"inet:%s\"\n", d.Socketmap)
 }
 
 // CLI runs a postlist admin verb against the daemon's configuration and
@@ -120,7 +132,9 @@ func (d *Postlist) Start() {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if lmtpGreets(d.LMTP) {
+		// The socketmap listener opens after the LMTP one; Postfix
+		// answers 451 for list recipients until it accepts.
+		if lmtpGreets(d.LMTP) && (d.Socketmap == "" || accepts(d.Socketmap)) {
 			return
 		}
 		select {
@@ -133,6 +147,16 @@ func (d *Postlist) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// accepts reports whether something listens on addr.
+func accepts(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func lmtpGreets(addr string) bool {
