@@ -124,3 +124,25 @@ func (s VERPSigner) DecodeVERP(list, ext string) (member string, ok bool) {
 	}
 	return member, true
 }
+
+// Member returns the member a -bounces+ extension of list names, and
+// whether its signature checked: alice=example.com=SIG, signed by s, is
+// always accepted; Mailman's unsigned alice=example.com only when
+// acceptUnsigned (the list's accept_unsigned_verp, for bounces of mail a
+// Mailman installation sent before the migration). ok is false for
+// anything else: a forged or mangled address, which must not score
+// against anyone.
+//
+// It is pure and cheap (one HMAC), so that the milter can call it at RCPT
+// time and refuse a forged bounce before it is queued.
+func (s VERPSigner) Member(list, ext string, acceptUnsigned bool) (member string, signed, ok bool) {
+	if m, ok := s.DecodeVERP(list, ext); ok {
+		return m, true, true
+	}
+	if acceptUnsigned {
+		if m, ok := DecodeVERP(ext); ok {
+			return m, false, true
+		}
+	}
+	return "", false, false
+}

@@ -26,6 +26,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"postlist/bounce"
+	"postlist/commands"
 	"postlist/config"
 	"postlist/deliver"
 	"postlist/index"
@@ -121,10 +123,22 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("unsubscribe secret: %w", err)
 	}
+	signer, err := st.VERPSigner(ctx)
+	if err != nil {
+		return err
+	}
 	var dl *deliver.Deliverer
 	pl := pipeline.New(pipeline.Options{
 		Store: st, Log: log.Named("pipeline"), Delimiter: cfg.MTA.VERPDelimiter,
-		BaseURL: cfg.HTTP.BaseURL, SiteOwner: cfg.Site.Owner, Secret: secret,
+		BaseURL: cfg.HTTP.BaseURL, SiteOwner: cfg.Site.Owner, Secret: secret, Signer: signer,
+		Notify: func() { dl.Kick() },
+	})
+	cp := commands.New(commands.Options{
+		Store: st, Log: log.Named("commands"), Delimiter: cfg.MTA.VERPDelimiter, SiteOwner: cfg.Site.Owner,
+		Notify: func() { dl.Kick() },
+	})
+	bp := bounce.New(bounce.Options{
+		Store: st, Log: log.Named("bounce"), Delimiter: cfg.MTA.VERPDelimiter, Signer: signer, SiteOwner: cfg.Site.Owner,
 		Notify: func() { dl.Kick() },
 	})
 	dl = deliver.New(deliver.Options{
@@ -140,6 +154,8 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		run  func(context.Context) error
 	}{
 		{"pipeline", pl.Run},
+		{"commands", cp.Run},
+		{"bounce", bp.Run},
 		{"deliver", dl.Run},
 	}
 	var wwg sync.WaitGroup
@@ -172,7 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 				Store: st, Log: log.Named("lmtp"), Resolve: ix.Resolve, Hostname: hostname,
 				MaxMessageBytes: int64(cfg.MTA.MaxMessageSize), MaxRecipients: cfg.MTA.MaxRcptsPerMessage,
 				MaxSessions: cfg.MTA.MaxLMTPSessions, IdleTimeout: cfg.MTA.LMTPIdleTimeout.D(),
-				Committed: pl.Kick,
+				Committed: func() { pl.Kick(); cp.Kick(); bp.Kick() },
 			}),
 		},
 	}

@@ -7,6 +7,7 @@ package daemon_test
 // binary, the real Postfix, the admin CLI as a separate process.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -17,8 +18,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"postlist/address"
 	"postlist/internal/testenv"
+	"postlist/store"
 )
 
 const (
@@ -101,6 +102,16 @@ func TestMemberPostReachesEveryMember(t *testing.T) {
 	s := startStack(t, "", "")
 	send(t, s, "alice@example.com", "first post")
 	copies := waitCopies(t, s.pf.Sink, "first post", 3, 60*time.Second)
+	// Return paths are signed with the site's key, kept in the database.
+	st, err := store.Open(context.Background(), s.pl.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	signer, err := st.VERPSigner(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range []string{"alice@example.com", "bob@example.com", "carol@example.net"} {
 		e, ok := copies[m]
 		if !ok {
@@ -110,7 +121,7 @@ func TestMemberPostReachesEveryMember(t *testing.T) {
 		if len(e.To) != 1 {
 			t.Errorf("%s shared a transaction with %v: VERP needs one each", m, e.To)
 		}
-		if want := address.VERP(list, m, "+"); e.From != want {
+		if want := signer.VERP(list, m, "+"); e.From != want {
 			t.Errorf("%s: envelope sender %q, want %q", m, e.From, want)
 		}
 		data := string(e.Data)

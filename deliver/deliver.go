@@ -241,9 +241,12 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 	// Store writes must not be torn by the shutdown they are part of.
 	bg := context.WithoutCancel(ctx)
-	n, err := d.st.ResetSendingDeliveries(bg)
+	n, err := d.recoverSending(ctx, bg)
 	if err != nil {
-		return fmt.Errorf("deliver: recover rows left sending: %w", err)
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil // stopped before the database came back; nothing was claimed
 	}
 	if n > 0 {
 		d.log.Info("requeued deliveries left sending by a previous run", zap.Int64("rows", n))
@@ -283,6 +286,36 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	st := d.Stats()
 	d.log.Info("delivery stopped", zap.Uint64("sent", st.Sent), zap.Uint64("deferred", st.Deferred), zap.Uint64("failed", st.Failed))
 	return nil
+}
+
+// recoverSending hands rows left sending by a previous process back to
+// the queue. That is a write, and a database that is read-only or full
+// when the daemon starts (a restart in the middle of such a fault) must
+// not stop the daemon: its milter and LMTP server still answer, with 451
+// for what cannot be stored, and delivery can start once the fault
+// clears. Returning the error would make the daemon exit and leave the
+// restarting to systemd, which gives up after a few quick failures, so
+// service would not resume by itself. It retries until the store works
+// or ctx ends (then it returns 0 and no error).
+func (d *Deliverer) recoverSending(ctx, bg context.Context) (int64, error) {
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		n, err := d.st.ResetSendingDeliveries(bg)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, store.ErrReadOnly) && !errors.Is(err, store.ErrStorageFailed) {
+			return 0, fmt.Errorf("deliver: recover rows left sending: %w", err)
+		}
+		d.log.Error("recover deliveries left sending: database unavailable; delivery waits for it",
+			zap.Duration("retry_in", wait), zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, nil
+		case <-t.C:
+		}
+	}
 }
 
 // dispatch claims due rows and feeds them to the workers until ctx ends.

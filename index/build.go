@@ -31,9 +31,10 @@ type builder struct {
 	bad  []string // ban patterns that do not compile
 }
 
-func newBuilder(res address.Resolver, now func() time.Time) *builder {
+func newBuilder(res address.Resolver, now func() time.Time, signer address.VERPSigner) *builder {
 	return &builder{
 		s: &Snapshot{
+			signer:  signer,
 			res:     res,
 			seed:    maphash.MakeSeed(),
 			now:     now,
@@ -60,10 +61,11 @@ func (b *builder) visitor() store.IndexVisitor {
 			i := int32(len(b.s.info))
 			addr := strings.ToLower(l.Address)
 			b.s.info = append(b.s.info, listData{List: List{
-				Address:         addr,
-				ListID:          l.ListID,
-				NonmemberAction: l.DefaultNonmemberAction,
-				MaxMessageSize:  l.MaxMessageSize * 1024,
+				Address:            addr,
+				ListID:             l.ListID,
+				NonmemberAction:    l.DefaultNonmemberAction,
+				MaxMessageSize:     l.MaxMessageSize * 1024,
+				AcceptUnsignedVERP: l.AcceptUnsignedVERP,
 			}})
 			b.s.lists[addr] = i
 			b.byID[l.ID] = i
@@ -147,9 +149,9 @@ func (b *builder) finish(gen int64) *Snapshot {
 }
 
 // build reads one snapshot from src.
-func build(ctx context.Context, src Source, res address.Resolver, now func() time.Time, removedWindow time.Duration) (*Snapshot, []string, error) {
+func build(ctx context.Context, src Source, res address.Resolver, now func() time.Time, removedWindow time.Duration, signer address.VERPSigner) (*Snapshot, []string, error) {
 	start := time.Now()
-	b := newBuilder(res, now)
+	b := newBuilder(res, now, signer)
 	gen, err := src.ScanIndex(ctx, now().Add(-removedWindow), b.visitor())
 	if err != nil {
 		return nil, nil, fmt.Errorf("build index: %w", err)

@@ -54,6 +54,10 @@ type Options struct {
 	MaxAge time.Duration
 	// Now is the clock (token expiry, the removal window); tests replace it.
 	Now func() time.Time
+	// Signer checks the signature of -bounces+ extensions (see
+	// store.VERPSigner). Without a key a -bounces+ address is accepted
+	// when it names a member, signed or not.
+	Signer address.VERPSigner
 }
 
 // Index serves decisions from the current Snapshot and keeps it fresh.
@@ -106,7 +110,13 @@ func Load(ctx context.Context, st *store.Store, delim string, log *zap.Logger) (
 	if st == nil {
 		return nil, errors.New("index: nil store")
 	}
-	ix := New(st, Options{Delimiter: delim, Log: log})
+	o := Options{Delimiter: delim, Log: log}
+	if signer, err := st.VERPSigner(ctx); err == nil {
+		o.Signer = signer
+	} else if log != nil {
+		log.Error("VERP signing key unreadable: -bounces+ addresses are checked for membership only", zap.Error(err))
+	}
+	ix := New(st, o)
 	_ = ix.Reload(ctx) // logged; Run retries
 	return ix, nil
 }
@@ -149,7 +159,7 @@ func (ix *Index) Reload(ctx context.Context) error {
 
 func (ix *Index) reloadLocked(ctx context.Context) error {
 	start := time.Now()
-	s, bad, err := build(ctx, ix.src, ix.res, ix.opts.Now, ix.opts.RemovedWindow)
+	s, bad, err := build(ctx, ix.src, ix.res, ix.opts.Now, ix.opts.RemovedWindow, ix.opts.Signer)
 	ix.lastEnd, ix.lastTook = time.Now(), time.Since(start)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -20,7 +20,8 @@ import (
 //	test@lists.example.org   members alice, carol (owner); bob removed;
 //	                         default_nonmember_action reject; dave a
 //	                         nonmember with his own action "accept";
-//	                         spam@example.net and ^.*@spammers\.example$ banned
+//	                         spam@example.net and ^.*@spammers\.example$ banned;
+//	                         accept_unsigned_verp yes
 //	open@lists.example.org   default hold
 //	foo-owner@lists.example.org (a list whose name looks like a subaddress)
 //	alias.example.org        alias of lists.example.org
@@ -39,6 +40,9 @@ func newStore(t *testing.T) *store.Store {
 	}
 	must(t, st.AddAlias(ctx, "alias.example.org", "lists.example.org"))
 	must(t, st.SetListSetting(ctx, "test@lists.example.org", "default_nonmember_action", "reject"))
+	// Mailman's unsigned VERP form, so that the table below can name
+	// members without computing signatures (TestSignedVERP covers them).
+	must(t, st.SetListSetting(ctx, "test@lists.example.org", "accept_unsigned_verp", "yes"))
 	add := func(role string, addrs ...string) {
 		var ms []store.NewMember
 		for _, a := range addrs {
@@ -103,12 +107,12 @@ func TestDecide(t *testing.T) {
 		{"test-request@lists.example.org", true, 0, index.ReasonList, L, address.Request},
 		{"foo-owner@lists.example.org", true, 0, index.ReasonList, "foo-owner@lists.example.org", address.Post},
 		{"foo-owner-owner@lists.example.org", true, 0, index.ReasonList, "foo-owner@lists.example.org", address.Owner},
-		// VERP: current member, owner, recently removed member; signed form.
+		// VERP: current member, owner, recently removed member.
 		{"test-bounces+alice=example.com@lists.example.org", true, 0, index.ReasonVERP, L, address.Bounces},
 		{"test-bounces+ALICE=Example.COM@lists.example.org", true, 0, index.ReasonVERP, L, address.Bounces},
 		{"test-bounces+carol=example.com@lists.example.org", true, 0, index.ReasonVERP, L, address.Bounces},
 		{"test-bounces+bob=example.com@lists.example.org", true, 0, index.ReasonVERP, L, address.Bounces},
-		{"test-bounces+alice=example.com=abcdefgh@lists.example.org", true, 0, index.ReasonVERP, L, address.Bounces},
+		{"test-bounces+alice=example.com=abcdefgh@lists.example.org", true, 550, index.ReasonBadVERP, L, address.Bounces},
 		// Strangers, nonmember rows and other lists' members are refused.
 		{"test-bounces+mallory=example.com@lists.example.org", true, 550, index.ReasonBadVERP, L, address.Bounces},
 		{"test-bounces+dave=example.org@lists.example.org", true, 550, index.ReasonBadVERP, L, address.Bounces},
@@ -412,5 +416,41 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 			t.Fatalf("condition not met within %v", d)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSignedVERP: with the site's signing key (Load reads it), a -bounces+
+// address is accepted only with a valid signature, or in Mailman's
+// unsigned form on a list that accepts it; a forged signature is refused
+// whoever it names.
+func TestSignedVERP(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	signer, err := st.VERPSigner(ctx)
+	must(t, err)
+	must(t, st.SetListSetting(ctx, "test@lists.example.org", "accept_unsigned_verp", "no"))
+	ix := load(t, st)
+	signed := signer.VERP("test@lists.example.org", "alice@example.com", "+")
+	local, domain, _ := strings.Cut(signed, "@")
+	cases := []struct {
+		rcpt, reason string
+	}{
+		{signed, index.ReasonVERP},
+		{strings.ToUpper(local) + "@" + domain, index.ReasonVERP},
+		{signer.VERP("test@lists.example.org", "Bob@example.com", "+"), index.ReasonVERP}, // recently removed
+		{local[:len(local)-8] + "aaaaaaaa@" + domain, index.ReasonBadVERP},
+		{"test-bounces+alice=example.com@lists.example.org", index.ReasonBadVERP},
+		{signer.VERP("test@lists.example.org", "mallory@example.com", "+"), index.ReasonBadVERP},
+		{signer.VERP("open@lists.example.org", "alice@example.com", "+"), index.ReasonBadVERP},
+	}
+	for _, c := range cases {
+		if got := ix.Decide(c.rcpt).Reason; got != c.reason {
+			t.Errorf("Decide(%q) reason %q, want %q", c.rcpt, got, c.reason)
+		}
+	}
+	must(t, st.SetListSetting(ctx, "test@lists.example.org", "accept_unsigned_verp", "yes"))
+	must(t, ix.Reload(ctx))
+	if got := ix.Decide("test-bounces+alice=example.com@lists.example.org").Reason; got != index.ReasonVERP {
+		t.Errorf("unsigned VERP on a list accepting it: reason %q", got)
 	}
 }

@@ -55,6 +55,8 @@ type List struct {
 	ListID          string // RFC 2919 list-id ("test.lists.example.org")
 	NonmemberAction string // default_nonmember_action
 	MaxMessageSize  int64  // bytes; 0 means no limit
+	// AcceptUnsignedVERP admits Mailman's unsigned -bounces+ form.
+	AcceptUnsignedVERP bool
 }
 
 // Member entries are 64-bit words: the top 56 bits are a keyed hash of
@@ -119,6 +121,7 @@ type Snapshot struct {
 	res      address.Resolver
 	seed     maphash.Seed
 	now      func() time.Time
+	signer   address.VERPSigner
 
 	domains  map[string]string // lower-case name -> canonical (main) domain
 	lists    map[string]int32  // posting address -> index into info
@@ -266,6 +269,13 @@ func (s *Snapshot) verpMember(t address.Target) bool {
 	li, ok := s.lists[t.List]
 	if !ok {
 		return false
+	}
+	if len(s.signer.Key) > 0 {
+		// Signed VERP: the signature must check (the unsigned form only
+		// where the list accepts it), so a forged bounce is refused here,
+		// before it is queued.
+		m, _, ok := s.signer.Member(t.List, t.Ext, s.info[li].AcceptUnsignedVERP)
+		return ok && s.receives(li, m)
 	}
 	if m, ok := address.DecodeVERP(t.Ext); ok && s.receives(li, m) {
 		return true

@@ -148,8 +148,12 @@ func TestPostfix(t *testing.T) {
 	})
 
 	t.Run("VERP for a member accepted, for a stranger refused", func(t *testing.T) {
+		signer, err := s.st.VERPSigner(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		res := testenv.SendMail(t, smtp, "", []string{
-			"test-bounces+alice=example.com@lists.example.org", "test-bounces+mallory=example.com@lists.example.org",
+			signer.VERP("test@lists.example.org", "alice@example.com", "+"), "test-bounces+mallory=example.com@lists.example.org",
 		}, mailFrom("MAILER-DAEMON@example.com", "test-bounces@lists.example.org", "bounce"))
 		if got := codes(res.Rcpt); !slices.Equal(got, []string{"250", "550"}) {
 			t.Fatalf("RCPT codes %v, want [250 550]\n%v", got, res)

@@ -28,13 +28,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"postlist/address"
 	"postlist/decorate"
+	"postlist/internal/stage"
 	"postlist/store"
 )
 
@@ -53,6 +53,10 @@ type Options struct {
 	// Secret keys the per-member unsubscribe tokens (HMAC). Without it no
 	// one-click link is offered. See Secret.
 	Secret []byte
+	// Signer signs each member's VERP return path (see
+	// store.VERPSigner), so that only bounces of mail we sent can score
+	// against a member. Without a key, Mailman's unsigned form is used.
+	Signer address.VERPSigner
 	// Notify is called after deliveries were queued, to wake the
 	// deliverer; nil when nobody needs waking (the CLI: the daemon polls).
 	Notify func()
@@ -69,22 +73,14 @@ type Pipeline struct {
 	baseURL string
 	owner   string
 	secret  []byte
+	signer  address.VERPSigner
 	notify  func()
 	poll    time.Duration
 	kick    chan struct{}
 	cache   renderCache
 
-	mu       sync.Mutex
-	failures map[int64]int // intake id -> failed attempts, for poison posts
+	failures stage.Failures // for poison posts
 }
-
-// batchSize is how many intake rows one pass takes.
-const batchSize = 100
-
-// maxAttempts is how often an intake row may fail for a reason that is
-// not the database's before it is marked failed, so that one post that
-// trips a bug cannot stop every post behind it.
-const maxAttempts = 5
 
 // New returns a Pipeline. It does not start anything: Run processes
 // intake, Render and UnsubscribeHandler serve the deliverer and the HTTP
@@ -99,16 +95,16 @@ func New(o Options) *Pipeline {
 		poll = time.Second
 	}
 	p := &Pipeline{
-		st:       o.Store,
-		log:      log,
-		delim:    o.Delimiter,
-		baseURL:  strings.TrimRight(o.BaseURL, "/"),
-		owner:    o.SiteOwner,
-		secret:   o.Secret,
-		notify:   o.Notify,
-		poll:     poll,
-		kick:     make(chan struct{}, 1),
-		failures: make(map[int64]int),
+		st:      o.Store,
+		log:     log,
+		delim:   o.Delimiter,
+		baseURL: strings.TrimRight(o.BaseURL, "/"),
+		owner:   o.SiteOwner,
+		secret:  o.Secret,
+		signer:  o.Signer,
+		notify:  o.Notify,
+		poll:    poll,
+		kick:    make(chan struct{}, 1),
 	}
 	p.cache.init()
 	if p.baseURL != "" && len(p.secret) == 0 {
@@ -135,97 +131,40 @@ func (p *Pipeline) wakeDeliverer() {
 // Run processes new intake rows of kind post until ctx ends; other kinds
 // are left for their own stages. It returns nil when ctx ends.
 func (p *Pipeline) Run(ctx context.Context) error {
-	backoff := time.Duration(0)
-	for {
-		n, err := p.RunOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := p.poll
-		switch {
-		case err != nil:
-			// The database is in trouble (read-only, full): nothing can be
-			// decided; try again later without spinning.
-			backoff = min(max(2*backoff, time.Second), time.Minute)
-			wait = backoff
-			p.log.Error("processing posts failed, retrying", zap.Duration("retry_in", wait), zap.Error(err))
-		case n == batchSize:
-			backoff = 0
-			continue // more are waiting
-		default:
-			backoff = 0
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-p.kick:
-			t.Stop()
-		case <-t.C:
-		}
-	}
+	stage.Loop(ctx, p.poll, p.kick, p.log, p.RunOnce)
+	return nil
 }
 
 // RunOnce processes the posts waiting now (up to one batch) and returns
 // how many it took. An error means the database failed; posts not yet
 // decided stay new.
 func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
-	items, err := p.st.PendingIntake(ctx, batchSize, "post")
+	items, err := p.st.PendingIntake(ctx, stage.BatchSize, "post")
 	if err != nil {
 		return 0, err
 	}
 	for _, it := range items {
 		if err := p.process(ctx, it); err != nil {
-			if transient(ctx, err) {
+			if stage.Transient(ctx, err) {
 				return 0, err
 			}
-			p.fail(ctx, it, err)
+			p.failures.Fail(ctx, p.st, p.log, it, err)
 		}
 	}
 	return len(items), nil
 }
 
-// transient reports errors that say nothing about the post: the
-// database or the context failed, and the same post will work later.
-func transient(ctx context.Context, err error) bool {
-	return ctx.Err() != nil || errors.Is(err, store.ErrReadOnly) || errors.Is(err, store.ErrStorageFailed)
-}
-
-// fail counts a failed attempt and, after maxAttempts (or at once for a
-// post that can never be processed), marks the intake row failed.
-func (p *Pipeline) fail(ctx context.Context, it store.IntakeItem, err error) {
-	p.mu.Lock()
-	p.failures[it.ID]++
-	n := p.failures[it.ID]
-	p.mu.Unlock()
-	log := p.log.With(zap.String("list", it.List), zap.Int64("msg_id", it.MessageID), zap.Int64("intake_id", it.ID))
-	var perm permanentError
-	if n < maxAttempts && !errors.As(err, &perm) {
-		log.Warn("processing post failed, will retry", zap.Int("attempt", n), zap.Error(err))
-		return
-	}
-	log.Error("processing post failed, giving up", zap.Error(err))
-	if merr := p.st.MarkIntake(ctx, it.ID, store.IntakeFailed, err.Error()); merr != nil {
-		log.Error("marking intake row failed", zap.Error(merr))
-		return
-	}
-	p.mu.Lock()
-	delete(p.failures, it.ID)
-	p.mu.Unlock()
-}
-
 // permanentError marks a post that will never process (its list is gone).
-type permanentError struct{ error }
+func permanentError(err error) error { return stage.PermanentError{Err: err} }
 
 // process decides one post.
 func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	if it.List == "" {
-		return permanentError{errors.New("the list was removed before the post was processed")}
+		return permanentError(errors.New("the list was removed before the post was processed"))
 	}
 	l, err := p.st.GetList(ctx, it.List)
 	if errors.Is(err, store.ErrNotFound) {
-		return permanentError{fmt.Errorf("the list %s no longer exists", it.List)}
+		return permanentError(fmt.Errorf("the list %s no longer exists", it.List))
 	}
 	if err != nil {
 		return err
@@ -233,6 +172,13 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	envSender, body, err := p.st.MessageSender(ctx, it.MessageID)
 	if err != nil {
 		return err
+	}
+	// One queued message can reach us as several posts (see
+	// store.EarlierPost); only the first is distributed.
+	if first, err := p.st.EarlierPost(ctx, l.ID, it.MessageID); err != nil {
+		return err
+	} else if first != 0 {
+		return p.discardDuplicate(ctx, l, it, envSender, first)
 	}
 	f, err := p.gather(ctx, l, body, envSender, it.Size)
 	if err != nil {
@@ -403,11 +349,15 @@ func bounces(list string) string {
 // envelopeFrom is the envelope sender of a post to member: the member's
 // VERP address on a personalized list (verp yes, the default), so a
 // bounce names who bounced, else the plain -bounces address, which lets
-// bulk delivery group members into shared transactions. Signed VERP will
-// change only this function.
+// bulk delivery group members into shared transactions. With a signer the
+// VERP address carries a signature, which the milter and the bounce
+// processor check.
 func (p *Pipeline) envelopeFrom(l *store.List, member string) string {
 	if !l.Bool("verp") {
 		return bounces(l.Address)
+	}
+	if len(p.signer.Key) > 0 {
+		return p.signer.VERP(l.Address, member, p.delim)
 	}
 	return address.VERP(l.Address, member, p.delim)
 }

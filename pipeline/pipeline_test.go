@@ -500,7 +500,7 @@ func TestRemovedListMarksIntakeFailed(t *testing.T) {
 	if n := e.pending(); n != 0 {
 		t.Errorf("%d intake rows still pending", n)
 	}
-	if n := e.logs.FilterMessage("processing post failed, giving up").Len(); n != 1 {
+	if n := e.logs.FilterMessage("processing failed, giving up").Len(); n != 1 {
 		t.Errorf("%d give-up logs", n)
 	}
 }

@@ -27,6 +27,7 @@ type IndexList struct {
 	ListID                 string // RFC 2919 list-id, e.g. test.lists.example.org
 	DefaultNonmemberAction string
 	MaxMessageSize         int64 // KiB as stored (Mailman's unit); 0 means no limit
+	AcceptUnsignedVERP     bool  // accept_unsigned_verp: Mailman's unsigned -bounces+ form is welcome
 }
 
 // IndexMember is one members row as the index sees it: every role but
@@ -111,11 +112,11 @@ func (s *Store) ScanIndex(ctx context.Context, removedSince time.Time, v IndexVi
 		},
 		{
 			name:  "lists",
-			query: `SELECT id, lower(address), list_id, default_nonmember_action, max_message_size FROM lists`,
+			query: `SELECT id, lower(address), list_id, default_nonmember_action, max_message_size, accept_unsigned_verp FROM lists`,
 			skip:  v.List == nil,
 			do: func(r *sql.Rows) error {
 				var l IndexList
-				if err := r.Scan(&l.ID, &l.Address, &l.ListID, &l.DefaultNonmemberAction, &l.MaxMessageSize); err != nil {
+				if err := r.Scan(&l.ID, &l.Address, &l.ListID, &l.DefaultNonmemberAction, &l.MaxMessageSize, &l.AcceptUnsignedVERP); err != nil {
 					return err
 				}
 				return v.List(l)

@@ -140,6 +140,7 @@ var ListSettings = []Setting{
 	{Name: "bounce_you_are_disabled_warnings_interval", Kind: KindDuration, Help: "time between warnings"},
 	{Name: "forward_unrecognized_bounces_to", Kind: KindEnum, Values: []string{"administrators", "site_owner", "discard"}, Help: "where unparseable bounces go"},
 	{Name: "accept_unsigned_verp", Kind: KindBool, Help: "accept Mailman-style unsigned VERP bounces (migration)"},
+	{Name: "owner_mail_to_moderators", Kind: KindBool, Help: "mail to NAME-owner reaches the moderators too"},
 }
 
 func findSetting(name string) (Setting, bool) {

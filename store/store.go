@@ -11,8 +11,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,9 +24,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"postlist/address"
 )
 
 //go:embed migrations/*.sql
@@ -58,6 +63,9 @@ type Store struct {
 	// Now is the clock; tests replace it to move time (bounce scoring,
 	// token expiry) without sleeping.
 	Now func() time.Time
+	// writerStale is set while the writer connection may have been opened
+	// read-only (see reopenWriter).
+	writerStale atomic.Bool
 }
 
 // Open opens (creating if needed) the database at path and brings its schema
@@ -189,7 +197,12 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // tx runs fn in a write transaction (BEGIN IMMEDIATE through the single
 // writer connection) and commits; the commit is fsynced.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	defer func() {
+		if errors.Is(err, ErrReadOnly) {
+			s.reopenWriter()
+		}
+	}()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(err)
@@ -202,6 +215,30 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return classify(err)
 	}
 	return nil
+}
+
+// reopenWriter is called after a write failed as read-only. SQLite opens
+// a database file it may not write (an immutable file, a read-only mount)
+// read-only without complaint, and such a connection stays read-only for
+// its whole life: a daemon started during the fault would answer 451 to
+// every message long after the fault was gone. So while the file itself
+// cannot be opened for writing, the writer connection is closed after
+// each refused write (the next write opens a fresh one, read-only again
+// while the fault lasts), and once the file can be written again it is
+// closed one last time so that the next connection is a writable one. A
+// refusal while the file is writable (PRAGMA query_only) leaves the
+// connection alone.
+func (s *Store) reopenWriter() {
+	if f, err := os.OpenFile(s.path, os.O_RDWR, 0); err == nil {
+		f.Close()
+		if !s.writerStale.Swap(false) {
+			return
+		}
+	} else {
+		s.writerStale.Store(true)
+	}
+	s.w.SetMaxIdleConns(0) // closes the idle connection now
+	s.w.SetMaxIdleConns(1)
 }
 
 // classify maps SQLite failures that callers must react to (a read-only
@@ -283,4 +320,25 @@ func (s *Store) SiteValue(ctx context.Context, key string, gen func() (string, e
 		return "", fmt.Errorf("write site %s: %w", key, err)
 	}
 	return v, nil
+}
+
+// verpKeyName is the site table key of the VERP signing secret.
+const verpKeyName = "verp_key"
+
+// VERPSigner returns the site's VERP signer, creating its secret (256
+// random bits) on first use. The daemon hands the same signer to the
+// posting pipeline (which signs return paths), the address index (which
+// refuses forged ones at RCPT time) and the bounce processor.
+func (s *Store) VERPSigner(ctx context.Context) (address.VERPSigner, error) {
+	v, err := s.SiteValue(ctx, verpKeyName, func() (string, error) {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", err
+		}
+		return hex.EncodeToString(b[:]), nil
+	})
+	if err != nil {
+		return address.VERPSigner{}, fmt.Errorf("VERP signing key: %w", err)
+	}
+	return address.VERPSigner{Key: []byte(v)}, nil
 }

@@ -1,0 +1,120 @@
+package bounce_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"postlist/commands/emailtest"
+	"postlist/internal/testenv"
+	"postlist/store"
+)
+
+const wait = 60 * time.Second
+
+// TestBouncesThroughPostfix lets a real Postfix write the bounces: list
+// mail to alice leaves postlist with her signed VERP return path, her
+// server (the sink) refuses it with 550 5.1.1, and Postfix returns its
+// DSN to that address, which comes back through LMTP to the bounce
+// processor. The clock bounces are scored by moves one day per round, so
+// five rounds are five bouncing days.
+func TestBouncesThroughPostfix(t *testing.T) {
+	s := emailtest.StartStack(t)
+	ctx := context.Background()
+	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
+		if strings.EqualFold(to, "alice@example.com") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<alice@example.com>: no such user here"}
+		}
+		return nil
+	})
+	y, m, d := s.Clock.Now().Date()
+	s.Clock.Set(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
+
+	// post queues one list message to alice as the posting pipeline
+	// does: her signed VERP address as envelope sender.
+	post := func(t *testing.T, n int) {
+		t.Helper()
+		body := fmt.Sprintf("From: bob@example.net\r\nTo: test@lists.example.org\r\nSubject: post %d\r\nMessage-ID: <post.%d.%d@example.net>\r\n\r\nhello\r\n", n, n, time.Now().UnixNano())
+		id, err := s.Store.StoreMessage(ctx, "bob@example.net", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(emailtest.List, "alice@example.com", "+")}}
+		if err := s.Store.QueueDeliveries(ctx, id, s.List.ID, rows); err != nil {
+			t.Fatal(err)
+		}
+		s.Deliver.Kick()
+	}
+	record := func() store.MemberBounce {
+		r, err := s.Store.MemberBounceRecord(ctx, s.List.ID, "alice@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	t.Run("a DSN raises the score", func(t *testing.T) {
+		post(t, 1)
+		emailtest.WaitUntil(t, "the DSN is scored", wait, func() bool { return record().Score == 1 })
+		rows, err := s.Store.BounceRows(ctx, emailtest.List, "alice@example.com")
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("bounce rows %+v, %v", rows, err)
+		}
+		if r := rows[0]; r.Kind != store.BouncePermanent || r.Status != "5.1.1" || !r.Scored || r.MessageID == 0 {
+			t.Errorf("bounce row %+v", r)
+		}
+		if evs := s.Events(t, store.EventBounceScored); len(evs) != 1 || !strings.Contains(evs[0].Detail, "signed VERP") {
+			t.Errorf("events %+v", evs)
+		}
+	})
+
+	t.Run("five bouncing days disable delivery", func(t *testing.T) {
+		for day := 2; day <= 5; day++ {
+			s.Clock.Add(24 * time.Hour)
+			post(t, day)
+			emailtest.WaitUntil(t, fmt.Sprintf("day %d's DSN is scored", day), wait, func() bool { return record().Score == float64(day) })
+			want := "enabled"
+			if day == 5 {
+				want = "by_bounces"
+			}
+			if r := record(); r.DeliveryStatus != want {
+				t.Fatalf("day %d: delivery %s, want %s", day, r.DeliveryStatus, want)
+			}
+		}
+		for _, admin := range []string{"owner@example.com", "mod@example.com"} {
+			n := s.WaitMail(t, admin, "alice@example.com's subscription disabled on Test", wait)
+			if n.From != "test-bounces@lists.example.org" {
+				t.Errorf("owners' notice envelope sender %q", n.From)
+			}
+		}
+		// Disabled members get no list mail.
+		got, err := s.Store.FanOutRecipients(ctx, s.List.ID, "bob@example.net")
+		if err != nil || len(got) != 0 {
+			t.Errorf("fan-out after the disable: %v, %v", got, err)
+		}
+	})
+
+	t.Run("a forged bounce is refused at RCPT", func(t *testing.T) {
+		good := s.Signer.VERP(emailtest.List, "alice@example.com", "+")
+		local, domain, _ := strings.Cut(good, "@")
+		forged := local[:len(local)-8] + "aaaaaaaa@" + domain
+		if forged == good {
+			t.Fatal("the forged signature is the real one")
+		}
+		unsigned := "test-bounces+alice=example.com@lists.example.org"
+		for _, rcpt := range []string{forged, unsigned} {
+			res := testenv.SendMail(t, s.Postfix.SMTPAddr, "", []string{rcpt}, nil)
+			if len(res.Rcpt) != 1 || res.Rcpt[0].Code != 550 {
+				t.Errorf("RCPT %s: %v, want 550", rcpt, res.Rcpt)
+			}
+		}
+		// The genuine address is still accepted (it names a member).
+		if res := testenv.SendMail(t, s.Postfix.SMTPAddr, "", []string{good}, nil); len(res.Rcpt) != 1 || res.Rcpt[0].Code != 250 {
+			t.Errorf("RCPT %s: %v, want 250", good, res.Rcpt)
+		}
+	})
+}

@@ -1,0 +1,208 @@
+package emailtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"postlist/address"
+	"postlist/bounce"
+	"postlist/commands"
+	"postlist/deliver"
+	"postlist/index"
+	"postlist/internal/testenv"
+	"postlist/lmtp"
+	"postlist/milter"
+	"postlist/store"
+)
+
+// SiteOwner is the stack's [site] owner.
+const SiteOwner = "postmaster@example.com"
+
+// Stack is postlist's whole mail path, wired as `postlist serve` wires it,
+// in front of a private real Postfix: the milter decides RCPTs from the
+// address index, LMTP stores what Postfix queued, the email interface and
+// the bounce processor work on it, and the deliverer sends their mail
+// back through Postfix, which relays it to the sink. Everything runs in
+// this process so that a test can move the clock bounces are scored by.
+type Stack struct {
+	*Fixture
+	*Watch
+	Index    *index.Index
+	Postfix  *testenv.Postfix
+	Signer   address.VERPSigner
+	Commands *commands.Processor
+	Bounces  *bounce.Processor
+	Deliver  *deliver.Deliverer
+}
+
+// StartStack starts the stack; it is stopped when the test ends.
+func StartStack(t *testing.T) *Stack {
+	t.Helper()
+	f := NewFixture(t)
+	st := f.Store
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	goRun := func(run func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+
+	signer, err := st.VERPSigner(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := index.Load(ctx, st, "+", log.Named("index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goRun(func() { ix.Run(ctx) })
+
+	milterLn := listen(t)
+	ms := milter.New(milter.Options{Index: ix, Log: log.Named("milter")})
+	goRun(func() { ms.Serve(milterLn) })
+	t.Cleanup(func() { ms.Close() })
+
+	lmtpLn := listen(t)
+	ls := lmtp.New(lmtp.Options{Store: st, Log: log.Named("lmtp"), Resolve: ix.Resolve, Hostname: "postlist.test"})
+	goRun(func() { ls.Serve(lmtpLn) })
+	t.Cleanup(func() {
+		c, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		ls.Shutdown(c)
+	})
+
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		Milter:      "inet:" + milterLn.Addr().String(),
+		ListDomains: []string{"lists.example.org"},
+		LMTP:        "inet:" + lmtpLn.Addr().String(),
+	})
+
+	d := deliver.New(deliver.Options{
+		Store: st, Log: log.Named("deliver"), Addr: pf.SubmitAddr, HeloName: "postlist.test", Workers: 2,
+		RetryInterval: time.Hour, RetryPeriod: 24 * time.Hour, DialTimeout: 5 * time.Second,
+		CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second, ShutdownTimeout: 5 * time.Second,
+		PollInterval: 50 * time.Millisecond, FlushInterval: 5 * time.Millisecond,
+	})
+	goRun(func() { d.Run(ctx) })
+	cp := commands.New(commands.Options{Store: st, Log: log.Named("commands"), Delimiter: "+", SiteOwner: SiteOwner,
+		Notify: d.Kick, PollInterval: 50 * time.Millisecond})
+	goRun(func() { cp.Run(ctx) })
+	bp := bounce.New(bounce.Options{Store: st, Log: log.Named("bounce"), Delimiter: "+", Signer: signer, SiteOwner: SiteOwner,
+		Notify: d.Kick, Now: f.Clock.Now, PollInterval: 50 * time.Millisecond, SweepInterval: time.Hour})
+	goRun(func() { bp.Run(ctx) })
+
+	return &Stack{Fixture: f, Watch: NewWatch(pf.Sink), Index: ix, Postfix: pf, Signer: signer, Commands: cp, Bounces: bp, Deliver: d}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// Send speaks SMTP to Postfix's public listener as a remote server would
+// and fails the test unless every recipient and the message are accepted.
+func (s *Stack) Send(t *testing.T, from string, to []string, msg []byte) {
+	t.Helper()
+	res := testenv.SendMail(t, s.Postfix.SMTPAddr, from, to, msg)
+	for i, r := range res.Rcpt {
+		if !r.OK() {
+			t.Fatalf("RCPT %s refused: %v", to[i], r)
+		}
+	}
+	if !res.Data.OK() {
+		t.Fatalf("DATA refused: %v", res.Data)
+	}
+}
+
+// Watch reads what a sink received, message by message.
+type Watch struct {
+	Sink *testenv.Sink
+
+	mu   sync.Mutex
+	seen map[string]bool // "envelope index/recipient" pairs WaitMail returned
+}
+
+// NewWatch watches sink.
+func NewWatch(sink *testenv.Sink) *Watch { return &Watch{Sink: sink, seen: map[string]bool{}} }
+
+// WaitMail waits until the sink has received a message to rcpt whose
+// header or body contains want (any message if want is ""), and returns
+// it. Envelopes already returned for rcpt by an earlier WaitMail are
+// skipped, so a test can wait for a second message of the same kind.
+func (s *Watch) WaitMail(t *testing.T, rcpt, want string, timeout time.Duration) testenv.Envelope {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		for i, e := range s.Sink.Envelopes() {
+			key := fmt.Sprintf("%d/%s", i, strings.ToLower(rcpt))
+			if s.seen[key] || !hasRcpt(e, rcpt) || !strings.Contains(string(e.Data), want) {
+				continue
+			}
+			s.seen[key] = true
+			s.mu.Unlock()
+			return e
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no mail to %s containing %q within %v; the sink has %d message(s)", rcpt, want, timeout, len(s.Sink.Envelopes()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func hasRcpt(e testenv.Envelope, rcpt string) bool {
+	for _, r := range e.To {
+		if strings.EqualFold(r, rcpt) {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitUntil polls cond until it holds or timeout passes.
+func WaitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitProcessed waits until the intake rows of the message with Message-ID
+// msgID are all finished, and returns them.
+func (s *Stack) WaitProcessed(t *testing.T, msgID string, timeout time.Duration) []store.IntakeItem {
+	t.Helper()
+	var items []store.IntakeItem
+	WaitUntil(t, "message "+msgID+" is processed", timeout, func() bool {
+		var err error
+		items, err = s.Store.IntakeByMessageID(context.Background(), msgID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			if it.State == store.IntakeNew {
+				return false
+			}
+		}
+		return len(items) > 0
+	})
+	return items
+}

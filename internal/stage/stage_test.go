@@ -1,0 +1,66 @@
+package stage_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"postlist/commands/emailtest"
+	"postlist/internal/stage"
+	"postlist/store"
+)
+
+func TestFailuresGiveUpAfterMaxAttempts(t *testing.T) {
+	f := emailtest.NewFixture(t)
+	it := f.Inject(t, "bob@example.net", "test-request@lists.example.org", emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", ""))
+	var fs stage.Failures
+	for i := 1; i <= stage.MaxAttempts; i++ {
+		fs.Fail(context.Background(), f.Store, zaptest.NewLogger(t), it, errors.New("boom"))
+		want := store.IntakeNew
+		if i == stage.MaxAttempts {
+			want = store.IntakeFailed
+		}
+		if row := f.Row(t, it); row.State != want {
+			t.Fatalf("after %d failure(s): %s, want %s", i, row.State, want)
+		}
+	}
+	if row := f.Row(t, it); row.Result != "boom" {
+		t.Errorf("result %q", row.Result)
+	}
+}
+
+func TestLoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	kick := make(chan struct{}, 1)
+	var calls atomic.Int32
+	full := atomic.Bool{}
+	full.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stage.Loop(ctx, time.Hour, kick, zaptest.NewLogger(t), func(context.Context) (int, error) {
+			calls.Add(1)
+			if full.CompareAndSwap(true, false) {
+				return stage.BatchSize, nil // more waiting: called again at once
+			}
+			return 0, nil
+		})
+	}()
+	emailtest.WaitUntil(t, "a full batch is followed at once", 5*time.Second, func() bool { return calls.Load() == 2 })
+	kick <- struct{}{}
+	emailtest.WaitUntil(t, "a kick wakes the loop", 5*time.Second, func() bool { return calls.Load() == 3 })
+	time.Sleep(50 * time.Millisecond)
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls without a kick, want 3 (poll is an hour)", n)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stage.Loop did not return after cancel")
+	}
+}
