@@ -155,7 +155,7 @@ func statusFailures(body string) []Failure {
 			// "smtp; 550 5.1.1 ..." - drop the diagnostic type.
 			diag = v
 		}
-		diag = clip(oneLine(diag), maxDiag)
+		diag = clip(decorate.OneLine(diag), maxDiag)
 		status := statusRE.FindString(block["status"])
 		kind := classify(action, status, diag)
 		if kind == "" {
@@ -303,11 +303,4 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n] + "..."
-}
-
-// oneLine keeps remote text on one printable line.
-func oneLine(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		return r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029'
-	}), " ")
 }

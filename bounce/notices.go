@@ -20,14 +20,6 @@ import (
 // package commands' helpers, so they carry the same marks (Auto-Submitted,
 // Precedence, X-Postlist-Notice) and the list's -bounces envelope sender.
 
-func listName(l *store.List) string {
-	if n := oneLine(l.Setting("display_name")); n != "" {
-		return n
-	}
-	name, _ := address.ListName(l.Address)
-	return name
-}
-
 func ownerAddr(l *store.List) string { return commands.ListAddress(l.Address, address.Owner, "", "") }
 
 // adminNotice is a notice to a list's administrators, From and To its
@@ -63,7 +55,7 @@ func (p *Processor) disabledNotice(l *store.List, admins []string, st store.Boun
 	if report != nil {
 		b.WriteString("\nThe bounce that reached the threshold is attached.\n")
 	}
-	subject := fmt.Sprintf("%s's subscription disabled on %s", st.Address, listName(l))
+	subject := fmt.Sprintf("%s's subscription disabled on %s", st.Address, commands.ListName(l))
 	return p.adminNotice(l, admins, "bounce-disabled", subject, b.String(), report)
 }
 
@@ -92,7 +84,7 @@ func (p *Processor) unrecognizedNotice(l *store.List, report []byte, to []string
 // they will be removed.
 func (p *Processor) warning(l *store.List, m store.DisabledMember, pol Policy) store.Notice {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Your subscription to the %s mailing list (%s) has been disabled,\n", listName(l), l.Address)
+	fmt.Fprintf(&b, "Your subscription to the %s mailing list (%s) has been disabled,\n", commands.ListName(l), l.Address)
 	fmt.Fprintf(&b, "because mail to your address bounced too often (bounce score %g).\n", m.Score)
 	b.WriteString("You will receive no list mail until delivery is re-enabled.\n\n")
 	fmt.Fprintf(&b, "This is warning %d of %d. ", m.WarningsSent+1, pol.Warnings)
@@ -101,7 +93,7 @@ func (p *Processor) warning(l *store.List, m store.DisabledMember, pol Policy) s
 	mail := commands.Mail{
 		From:    commands.ListAddress(l.Address, address.Request, "", ""),
 		To:      commands.Mailbox(m.DisplayName, m.Address),
-		Subject: fmt.Sprintf("Your subscription for the %s mailing list has been disabled", listName(l)),
+		Subject: fmt.Sprintf("Your subscription for the %s mailing list has been disabled", commands.ListName(l)),
 		Kind:    "bounce-warning", Auto: "auto-generated", ListID: l.ListID, Text: b.String(),
 	}
 	return commands.Notice(l.Address, mail, p.o.Now(), m.Address)
@@ -154,7 +146,7 @@ func (p *Processor) Sweep(ctx context.Context) error {
 		text := fmt.Sprintf("%s has been removed from the %s mailing list because mail to it\n"+
 			"bounced (bounce score %g, %d warning(s) sent).\n", m.Address, l.Address, m.Score, m.WarningsSent)
 		notices = append(notices, p.adminNotice(l, admins[m.ListID], "bounce-removed",
-			fmt.Sprintf("%s unsubscribed from %s mailing list due to bounces", m.Address, listName(l)), text, nil)...)
+			fmt.Sprintf("%s unsubscribed from %s mailing list due to bounces", m.Address, commands.ListName(l)), text, nil)...)
 		removed, err := p.st.RemoveBouncingMember(ctx, m, now, notices)
 		if err != nil {
 			return err

@@ -53,7 +53,7 @@ type Processor struct {
 	o        Options
 	st       *store.Store
 	log      *zap.Logger
-	kick     chan struct{}
+	kick     stage.Kicker
 	failures stage.Failures
 }
 
@@ -74,17 +74,12 @@ func New(o Options) *Processor {
 	if len(o.Signer.Key) == 0 {
 		o.Log.Warn("no VERP signing key: signed bounce addresses cannot be verified, so only lists accepting unsigned VERP score VERP bounces")
 	}
-	return &Processor{o: o, st: o.Store, log: o.Log, kick: make(chan struct{}, 1)}
+	return &Processor{o: o, st: o.Store, log: o.Log, kick: stage.NewKicker()}
 }
 
 // Kick wakes Run, e.g. after LMTP committed new intake rows. It never
 // blocks.
-func (p *Processor) Kick() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+func (p *Processor) Kick() { p.kick.Kick() }
 
 // Run processes -bounces intake rows and the bounces the deliverer
 // recorded, and every SweepInterval warns and removes disabled members,
@@ -239,8 +234,8 @@ func (b *bounceMail) verp(ctx context.Context) error {
 		// (an index not yet reloaded, mail injected around the milter)
 		// is still no evidence against anyone.
 		b.batch.Result = "refused: the bounce address's signature is wrong"
-		b.batch.Event, b.batch.Detail = store.EventBounceRefused, "-bounces+"+clip(oneLine(b.it.Extension), 200)+": bad or missing signature"
-		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(oneLine(b.it.Extension), 200)))
+		b.batch.Event, b.batch.Detail = store.EventBounceRefused, "-bounces+"+clip(decorate.OneLine(b.it.Extension), 200)+": bad or missing signature"
+		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(decorate.OneLine(b.it.Extension), 200)))
 		return nil
 	}
 	if len(b.failures) == 0 {
@@ -362,7 +357,7 @@ func (p *Processor) applyRecorded(ctx context.Context, b store.RecordedBounce) (
 			decide = func(st store.BounceState) store.BounceVerdict {
 				v := Score(st, b.ReceivedAt, pol)
 				if v.Scored {
-					v.Detail += "; refused in our SMTP session: " + clip(oneLine(b.Diagnostic), 200)
+					v.Detail += "; refused in our SMTP session: " + clip(decorate.OneLine(b.Diagnostic), 200)
 				}
 				if v.Disable {
 					v.Notices = p.disabledNotice(l, admins, st, v.Score, f, nil)

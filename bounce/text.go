@@ -61,7 +61,7 @@ func textFailures(m *decorate.Message, text string) []Failure {
 	}
 	var out []Failure
 	for _, b := range blocks {
-		diag := clip(oneLine(strings.Join(b.diag, " ")), maxDiag)
+		diag := clip(decorate.OneLine(strings.Join(b.diag, " ")), maxDiag)
 		status := statusOf(diag)
 		out = append(out, Failure{Address: b.addr, Status: status, Action: action, Diagnostic: diag, Kind: classify(action, status, diag)})
 		if len(out) >= maxFailures {

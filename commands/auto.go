@@ -75,7 +75,7 @@ func Sender(m *decorate.Message, envSender string) (name, addr string) {
 		}
 		for _, a := range as {
 			if n, err := address.Normalize(a.Address); err == nil {
-				return oneLine(a.Name), n
+				return decorate.OneLine(a.Name), n
 			}
 		}
 	}

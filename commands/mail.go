@@ -34,7 +34,7 @@ func ListAddress(list string, kind address.Kind, ext, delim string) string {
 // it, and decorate.FormatField later turns any control character into a
 // space, so it can never start a header field of its own.
 func Mailbox(name, addr string) string {
-	name = oneLine(name)
+	name = decorate.OneLine(name)
 	if name == "" {
 		return addr
 	}
@@ -74,7 +74,7 @@ func (m Mail) Bytes(domain string, now time.Time) []byte {
 	field := func(name, value string) { b.WriteString(decorate.FormatField(name, value, eol)) }
 	field("From", m.From)
 	field("To", m.To)
-	field("Subject", mime.QEncoding.Encode("utf-8", oneLine(m.Subject)))
+	field("Subject", mime.QEncoding.Encode("utf-8", decorate.OneLine(m.Subject)))
 	field("Date", now.UTC().Format(time.RFC1123Z))
 	field("Message-ID", "<postlist."+randomHex()+"@"+domain+">")
 	if validMsgID(m.InReplyTo) {

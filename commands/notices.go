@@ -17,9 +17,10 @@ import (
 // to do, whom to ask), so people moving from a Mailman list meet the same
 // steps, with postlist's addresses.
 
-// listName is the name people know a list by.
-func listName(l *store.List) string {
-	if n := oneLine(l.Setting("display_name")); n != "" {
+// ListName is the name people know a list by: its display name, else
+// the local part of its address.
+func ListName(l *store.List) string {
+	if n := decorate.OneLine(l.Setting("display_name")); n != "" {
 		return n
 	}
 	name, _ := address.ListName(l.Address)
@@ -41,7 +42,7 @@ func (p *Processor) confirmRequest(l *store.List, t store.Token, inReplyTo strin
 	var b strings.Builder
 	fmt.Fprintf(&b, "Mailing list %s confirmation\n\n", what)
 	fmt.Fprintf(&b, "We have received a request to %s the address\n\n    %s\n\n", noun, t.Address)
-	fmt.Fprintf(&b, "%s the %s mailing list (%s).\n\n", prep, l.Address, listName(l))
+	fmt.Fprintf(&b, "%s the %s mailing list (%s).\n\n", prep, l.Address, ListName(l))
 	b.WriteString("To confirm, simply reply to this message; most mail programs do the\nright thing. Or send a message to\n\n")
 	fmt.Fprintf(&b, "    %s\n\ncontaining just this line:\n\n    confirm %s\n\n", request, t.Token)
 	fmt.Fprintf(&b, "The request expires on %s.\n\n", expiry(t.ExpiresAt))
@@ -66,7 +67,7 @@ func (p *Processor) moderationRequest(l *store.List, t store.Token, admins []str
 	}
 	who := t.Address
 	if t.DisplayName != "" {
-		who = fmt.Sprintf("%s (%s)", t.Address, oneLine(t.DisplayName))
+		who = fmt.Sprintf("%s (%s)", t.Address, decorate.OneLine(t.DisplayName))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s has confirmed a request to %s the %s mailing list.\n", who, verb, l.Address)
@@ -91,8 +92,8 @@ func (p *Processor) welcome(l *store.List, name, addr string) []store.Notice {
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Welcome to the %q mailing list!\n\n", listName(l))
-	if d := oneLine(l.Setting("description")); d != "" {
+	fmt.Fprintf(&b, "Welcome to the %q mailing list!\n\n", ListName(l))
+	if d := decorate.OneLine(l.Setting("description")); d != "" {
 		fmt.Fprintf(&b, "%s\n\n", d)
 	}
 	fmt.Fprintf(&b, "To post to the list, send your message to\n\n    %s\n\n", l.Address)
@@ -102,7 +103,7 @@ func (p *Processor) welcome(l *store.List, name, addr string) []store.Notice {
 	m := Mail{
 		From:    ListAddress(l.Address, address.Request, "", ""),
 		To:      Mailbox(name, addr),
-		Subject: fmt.Sprintf("Welcome to the %q mailing list", listName(l)),
+		Subject: fmt.Sprintf("Welcome to the %q mailing list", ListName(l)),
 		Kind:    "welcome", Auto: "auto-generated", ListID: l.ListID, NoArchive: true,
 		Text: b.String(),
 	}
@@ -122,7 +123,7 @@ func (p *Processor) goodbye(l *store.List, name, addr string) []store.Notice {
 // and says so).
 func Goodbye(l *store.List, name, addr, why string, now time.Time) store.Notice {
 	var b strings.Builder
-	fmt.Fprintf(&b, "You have been unsubscribed from the %s mailing list (%s).\n\n", listName(l), l.Address)
+	fmt.Fprintf(&b, "You have been unsubscribed from the %s mailing list (%s).\n\n", ListName(l), l.Address)
 	if why != "" {
 		b.WriteString(why + "\n\n")
 	}
@@ -131,7 +132,7 @@ func Goodbye(l *store.List, name, addr, why string, now time.Time) store.Notice 
 	m := Mail{
 		From:    ListAddress(l.Address, address.Request, "", ""),
 		To:      Mailbox(name, addr),
-		Subject: fmt.Sprintf("You have been unsubscribed from the %s mailing list", listName(l)),
+		Subject: fmt.Sprintf("You have been unsubscribed from the %s mailing list", ListName(l)),
 		Kind:    "goodbye", Auto: "auto-generated", ListID: l.ListID,
 		Text: b.String(),
 	}

@@ -3,6 +3,8 @@ package commands
 import (
 	"regexp"
 	"strings"
+
+	"postlist/decorate"
 )
 
 // MaxCommands is how many body lines are read as commands, after the
@@ -116,7 +118,7 @@ func Parse(subject string, body []byte) (cmds []Command, ignored []string) {
 
 // parseSubject returns the command of a Subject, if it has one.
 func parseSubject(subject string) (Command, bool) {
-	line := strings.TrimSpace(oneLine(subject))
+	line := strings.TrimSpace(decorate.OneLine(subject))
 	if line == "" {
 		return Command{}, false
 	}
@@ -171,7 +173,7 @@ func args(ws []string) []string {
 
 // clipLine keeps text echoed into a reply printable and short.
 func clipLine(s string) string {
-	s = oneLine(s)
+	s = decorate.OneLine(s)
 	if len(s) <= maxLineLen {
 		return s
 	}
@@ -183,11 +185,3 @@ func clipLine(s string) string {
 }
 
 func runeStart(b byte) bool { return b&0xC0 != 0x80 }
-
-// oneLine keeps network-supplied text on one printable line: control
-// characters become spaces.
-func oneLine(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
-		return r < ' ' || r == 0x7f || r == ' ' || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029'
-	}), " ")
-}

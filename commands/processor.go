@@ -55,7 +55,7 @@ type Processor struct {
 	o        Options
 	st       *store.Store
 	log      *zap.Logger
-	kick     chan struct{}
+	kick     stage.Kicker
 	failures stage.Failures
 }
 
@@ -77,17 +77,12 @@ func New(o Options) *Processor {
 	if o.ModeratorTokenLifetime <= 0 {
 		o.ModeratorTokenLifetime = DefaultModeratorTokenLifetime
 	}
-	return &Processor{o: o, st: o.Store, log: o.Log, kick: make(chan struct{}, 1)}
+	return &Processor{o: o, st: o.Store, log: o.Log, kick: stage.NewKicker()}
 }
 
 // Kick wakes Run, e.g. after LMTP committed new intake rows. It never
 // blocks.
-func (p *Processor) Kick() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+func (p *Processor) Kick() { p.kick.Kick() }
 
 // Run processes intake rows of kinds request, join, leave, confirm and
 // owner until ctx ends, and deletes expired requests hourly. It returns

@@ -312,3 +312,14 @@ func segments(s string) []string {
 	}
 	return append(out, s[start:])
 }
+
+// OneLine keeps text that came from the network (a display name, a
+// subject, a remote server's diagnostic) on one printable line: control
+// characters, C1 controls and Unicode line and paragraph separators become
+// word breaks, and runs of white space collapse to one space. Notices,
+// replies and logs use it so such text can never start a line of its own.
+func OneLine(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u2028' || r == '\u2029'
+	}), " ")
+}

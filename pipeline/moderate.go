@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/decorate"
 	"postlist/store"
 )
 
@@ -44,7 +45,7 @@ func (p *Pipeline) Approve(ctx context.Context, heldID int64, by string) error {
 // DefaultRejectReason), unless the post was automatic mail or came from
 // the null sender, which must never be answered.
 func (p *Pipeline) Reject(ctx context.Context, heldID int64, by, reason string) error {
-	reason = oneLine(strings.TrimSpace(reason))
+	reason = decorate.OneLine(strings.TrimSpace(reason))
 	if reason == "" {
 		reason = DefaultRejectReason
 	}

@@ -45,7 +45,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, v Ve
 	fmt.Fprintf(&text, "A post to the %s mailing list is held for moderation.\n\n", l.Address)
 	fmt.Fprintf(&text, "    List:     %s\n", l.Address)
 	fmt.Fprintf(&text, "    From:     %s\n", from)
-	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(oneLine(subject)))
+	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(subject)))
 	fmt.Fprintf(&text, "    Reason:   %s: %s\n", v.Rule, v.Reason)
 	fmt.Fprintf(&text, "    Held as:  %d\n\n", heldID)
 	fmt.Fprintf(&text, "To decide, run on the list server:\n\n")
@@ -86,8 +86,8 @@ func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string,
 	owner := name + "-owner@" + domain
 	var text strings.Builder
 	fmt.Fprintf(&text, "Your message to the %s mailing list was rejected.\n\n", l.Address)
-	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(oneLine(decorate.DecodeHeader(m.Get("Subject")))))
-	fmt.Fprintf(&text, "    Reason:   %s\n\n", oneLine(reason))
+	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(decorate.DecodeHeader(m.Get("Subject")))))
+	fmt.Fprintf(&text, "    Reason:   %s\n\n", decorate.OneLine(reason))
 	fmt.Fprintf(&text, "The list's owners can be reached at %s.\n", owner)
 	fmt.Fprintf(&text, "The header of your message is attached.\n")
 	h := noticeHeader{
@@ -185,7 +185,7 @@ func (p *Pipeline) buildNotice(h noticeHeader, text string, att part) []byte {
 	field := func(name, value string) { b.WriteString(decorate.FormatField(name, value, eol)) }
 	field("From", h.from)
 	field("To", h.to)
-	field("Subject", mime.QEncoding.Encode("utf-8", oneLine(h.subject)))
+	field("Subject", mime.QEncoding.Encode("utf-8", decorate.OneLine(h.subject)))
 	field("Date", p.st.Now().UTC().Format(time.RFC1123Z))
 	field("Message-ID", "<postlist."+randomToken()+"@"+h.domain+">")
 	if h.inReplyTo != "" {

@@ -76,7 +76,7 @@ type Pipeline struct {
 	signer  address.VERPSigner
 	notify  func()
 	poll    time.Duration
-	kick    chan struct{}
+	kick    stage.Kicker
 	cache   renderCache
 
 	failures stage.Failures // for poison posts
@@ -104,7 +104,7 @@ func New(o Options) *Pipeline {
 		signer:  o.Signer,
 		notify:  o.Notify,
 		poll:    poll,
-		kick:    make(chan struct{}, 1),
+		kick:    stage.NewKicker(),
 	}
 	p.cache.init()
 	if p.baseURL != "" && len(p.secret) == 0 {
@@ -115,12 +115,7 @@ func New(o Options) *Pipeline {
 
 // Kick wakes Run, e.g. after LMTP committed new intake rows. It never
 // blocks.
-func (p *Pipeline) Kick() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+func (p *Pipeline) Kick() { p.kick.Kick() }
 
 func (p *Pipeline) wakeDeliverer() {
 	if p.notify != nil {
@@ -188,7 +183,7 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	subject := decorate.DecodeHeader(f.Msg.Get("Subject"))
 	d := store.PostDecision{
 		IntakeID: it.ID, ListID: l.ID, MessageID: it.MessageID, Cleaned: f.Approval.Cleaned,
-		Action: v.Action, Rule: v.Rule, Reason: v.Reason, Sender: f.Poster, Subject: oneLine(subject),
+		Action: v.Action, Rule: v.Rule, Reason: v.Reason, Sender: f.Poster, Subject: decorate.OneLine(subject),
 	}
 	// The message that is held or rejected is the cleaned one: a
 	// moderator or poster never sees the password again either.
@@ -364,9 +359,4 @@ func (p *Pipeline) envelopeFrom(l *store.List, member string) string {
 
 func (p *Pipeline) envelopeFunc(l *store.List) func(string) string {
 	return func(m string) string { return p.envelopeFrom(l, m) }
-}
-
-// oneLine keeps a header-derived text on one printable line.
-func oneLine(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }), " ")
 }

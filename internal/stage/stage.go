@@ -24,6 +24,22 @@ const BatchSize = 100
 // trips a bug cannot stop every message behind it.
 const MaxAttempts = 5
 
+// Kicker wakes a Loop early (after LMTP committed new intake rows). Make
+// one with NewKicker.
+type Kicker chan struct{}
+
+// NewKicker returns a Kicker that remembers one pending wake-up.
+func NewKicker() Kicker { return make(Kicker, 1) }
+
+// Kick wakes the Loop waiting on k. It never blocks: a wake-up already
+// pending covers this one.
+func (k Kicker) Kick() {
+	select {
+	case k <- struct{}{}:
+	default:
+	}
+}
+
 // Loop calls once until ctx ends: again at once while it reports a full
 // batch, after poll otherwise or when kick fires, and with a growing pause
 // (up to a minute) while it fails. It returns when ctx ends.
