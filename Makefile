@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BIN         := bin/postlist
 
-.PHONY: build run test test-deps lint bench fuzz clean
+.PHONY: build run test test-deps lint bench torture fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/postlist
@@ -33,6 +33,11 @@ bench: build test-deps
 	$(GO) test ./milter -run '^$$' -bench 'RcptDecision|RcptRoundTrip|IndexMemory' -benchtime 2s
 	$(GO) test ./index -run '^$$' -bench Reload -benchtime 3x
 	$(GO) test ./milter -run '^$$' -bench PostfixAcceptRate -benchtime 1x -timeout 10m
+
+# The long reliability campaigns (50 SIGKILL cycles, 60 s of load, every
+# smart-host fault); make test runs their short variants.
+torture: test-deps
+	$(GO) test -race -count=1 -timeout 60m -v ./reliability/ -torture
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime 60s ./address/

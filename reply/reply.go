@@ -8,6 +8,7 @@ package reply
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 )
@@ -45,10 +46,15 @@ func (r Reply) SMTPError() *smtp.SMTPError {
 }
 
 // clean keeps reply text on one printable line: an address or reason that
-// came from the network must not inject a second reply line.
+// came from the network must not inject a second reply line. Bytes that
+// are not UTF-8 become '?' too: mapped as they are, each would grow into
+// a three-byte U+FFFD, and an address already clipped to fit a reply
+// line (see index's clipAddr) could then triple in length, which go-milter
+// answers by splitting the reply over several lines (found by
+// reliability.FuzzMilterSession).
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
 			return '?'
 		}
 		return r

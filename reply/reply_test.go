@@ -31,6 +31,16 @@ func TestReplyTextCannotInjectLines(t *testing.T) {
 	}
 }
 
+// TestReplyTextInvalidUTF8 keeps a clipped address with bytes that are not
+// UTF-8 as long as it was, so the reply still fits on one line.
+func TestReplyTextInvalidUTF8(t *testing.T) {
+	addr := "a" + strings.Repeat("\xd5", 300) + "@example.com"
+	r := NonMemberRejected("test@lists.example.org", addr)
+	if want := len(addr) + len("<>: only members may post to test@lists.example.org"); len(r.Text) != want {
+		t.Fatalf("reply text is %d bytes, want %d: %q", len(r.Text), want, r.Text)
+	}
+}
+
 func TestClasses(t *testing.T) {
 	if !TempFail().Temporary() || TempFail().Permanent() {
 		t.Error("TempFail must be temporary")
