@@ -476,7 +476,11 @@ func TestSmartHostStall(t *testing.T) {
 		return open == 0, fmt.Sprintf("%d still open", open)
 	})
 	_, peak, conns := sink.stats()
-	if peak > 3+1 {
+	// Seen from the sink, a worker that hangs up on a stalled connection
+	// and dials a new one races the sink noticing the hang-up, so each of
+	// the 3 workers may briefly count twice; a leaked or unbounded pool
+	// would show every connection of the run (conns) open at once.
+	if peak > 2*3 {
 		t.Errorf("%d connections at once with 3 workers", peak)
 	}
 	waitFor(t, 10*time.Second, "no deliverer goroutine left", func() (bool, string) {
