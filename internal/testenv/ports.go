@@ -9,16 +9,40 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
 // Ports handed out by FreePort are never handed out twice by the same test
 // process, so two parallel Postfix instances cannot be given the same port
-// even if the first one has not bound it yet.
+// even if the first one has not bound it yet. Across processes (go test
+// runs packages in parallel) each port is also reserved with a lock file
+// held until the process exits, since another package's test could
+// otherwise probe the same port free in the moment before ours binds it.
 var (
 	portsMu     sync.Mutex
 	portsIssued = map[int]bool{}
+	portLocks   []*os.File // kept open: closing would release the lock
 )
+
+// reserve takes the cross-process lock for port, or reports that another
+// test process holds it.
+func reserve(port int) bool {
+	dir := filepath.Join(os.TempDir(), "postlist-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true // no lock directory: fall back to the in-process rule
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	portLocks = append(portLocks, f)
+	return true
+}
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listens on right
 // now. It is meant for servers that must be told their port before they
@@ -51,7 +75,7 @@ func freePort() (int, error) {
 	if low, ok := ephemeralLow(); ok && low > minPickedPort+1000 {
 		for range 64 {
 			port := minPickedPort + rand.IntN(low-minPickedPort)
-			if portsIssued[port] || !canListen(port) {
+			if portsIssued[port] || !canListen(port) || !reserve(port) {
 				continue
 			}
 			portsIssued[port] = true
@@ -68,7 +92,7 @@ func freePort() (int, error) {
 		if err := ln.Close(); err != nil {
 			return 0, fmt.Errorf("close probe listener: %w", err)
 		}
-		if !portsIssued[port] {
+		if !portsIssued[port] && reserve(port) {
 			portsIssued[port] = true
 			return port, nil
 		}
