@@ -76,11 +76,11 @@ type MTA struct {
 	DeliveryRetryInterval    Duration `toml:"delivery_retry_interval"`
 
 	// Intake limits (postlist additions).
-	MaxMessageSize      Size     `toml:"max_message_size"`
-	MaxRcptsPerMessage  int      `toml:"max_rcpts_per_transaction"`
-	MaxLMTPSessions     int      `toml:"max_lmtp_sessions"`
-	LMTPIdleTimeout     Duration `toml:"lmtp_idle_timeout"`
-	MilterCommandTimout Duration `toml:"milter_timeout"`
+	MaxMessageSize     Size     `toml:"max_message_size"`
+	MaxRcptsPerMessage int      `toml:"max_rcpts_per_transaction"`
+	MaxLMTPSessions    int      `toml:"max_lmtp_sessions"`
+	LMTPIdleTimeout    Duration `toml:"lmtp_idle_timeout"`
+	MilterTimeout      Duration `toml:"milter_timeout"`
 }
 
 // HTTP is the small web listener: one-click unsubscribe, metrics, health.
@@ -135,7 +135,7 @@ func Default() *Config {
 			MaxRcptsPerMessage:       1000,
 			MaxLMTPSessions:          64,
 			LMTPIdleTimeout:          Duration(5 * time.Minute),
-			MilterCommandTimout:      Duration(10 * time.Second),
+			MilterTimeout:            Duration(10 * time.Second),
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8026"},
 		Postfix: Postfix{

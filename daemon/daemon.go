@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 			name: "milter", addr: cfg.MTA.MilterListen, mode: os.FileMode(cfg.MTA.MilterSocketMode), grp: cfg.MTA.MilterSocketGroup,
 			srv: milter.New(milter.Options{
 				Index: ix, Log: log.Named("milter"),
-				MaxMessageSize: int64(cfg.MTA.MaxMessageSize), WriteTimeout: cfg.MTA.MilterCommandTimout.D(),
+				MaxMessageSize: int64(cfg.MTA.MaxMessageSize), WriteTimeout: cfg.MTA.MilterTimeout.D(),
 			}),
 		},
 		{
