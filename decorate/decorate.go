@@ -188,8 +188,22 @@ func Prepare(orig []byte, l List) (*Prepared, error) {
 	return &Prepared{head: head.Bytes(), tail: tail.Bytes(), leave: l.LeaveAddress, eol: eol}, nil
 }
 
-// For returns the message for one recipient.
+// For returns the message for one recipient: Own followed by Tail.
 func (p *Prepared) For(r Recipient) []byte {
+	return append(p.appendOwn(make([]byte, 0, len(p.head)+ownFieldsRoom+len(p.tail)), r), p.tail...)
+}
+
+// ownFieldsRoom is room for the List-Unsubscribe fields, so that the
+// usual case appends without growing.
+const ownFieldsRoom = 512
+
+// Own returns the part of the message that is r's own: the header fields
+// up to and including List-Unsubscribe, ending at a line end.
+func (p *Prepared) Own(r Recipient) []byte {
+	return p.appendOwn(make([]byte, 0, len(p.head)+ownFieldsRoom), r)
+}
+
+func (p *Prepared) appendOwn(out []byte, r Recipient) []byte {
 	unsub := "<mailto:" + p.leave + ">"
 	oneClick := false
 	if u := r.UnsubscribeURL; u != "" && safeURIPart(u) {
@@ -203,11 +217,13 @@ func (p *Prepared) For(r Recipient) []byte {
 	if oneClick {
 		fields += FormatField("List-Unsubscribe-Post", "List-Unsubscribe=One-Click", p.eol)
 	}
-	out := make([]byte, 0, len(p.head)+len(fields)+len(p.tail))
 	out = append(out, p.head...)
-	out = append(out, fields...)
-	return append(out, p.tail...)
+	return append(out, fields...)
 }
+
+// Tail is what follows Own in every recipient's message: the last header
+// fields, the empty line and the body. It must not be modified.
+func (p *Prepared) Tail() []byte { return p.tail }
 
 // cleanse removes the fields that must not reach members or that the
 // list replaces with its own.

@@ -262,7 +262,15 @@ func TestOneClickOnlyForHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range cases {
-		m := Parse(p.For(Recipient{UnsubscribeURL: tc.url}))
+		r := Recipient{UnsubscribeURL: tc.url}
+		whole := p.For(r)
+		// The deliverer sends Own then Tail; they must make For exactly,
+		// with Own ending a line so it can go on the wire alone.
+		own := p.Own(r)
+		if split := append(own, p.Tail()...); !bytes.Equal(split, whole) || !bytes.HasSuffix(own, []byte("\n")) {
+			t.Errorf("%q: Own %q + Tail differ from For", tc.url, own)
+		}
+		m := Parse(whole)
 		if got := m.Get("List-Unsubscribe"); got != tc.wantField {
 			t.Errorf("%q: List-Unsubscribe %q, want %q", tc.url, got, tc.wantField)
 		}

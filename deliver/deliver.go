@@ -98,11 +98,13 @@ type Options struct {
 	// retried before the row fails.
 	RetryPeriod, RetryInterval, MaxBackoff time.Duration
 
-	// Render builds the bytes a job's recipients get: decoration happens at
-	// send time, so nothing per member is stored. It is called once per
+	// Render builds the message a job's recipients get: decoration happens
+	// at send time, so nothing per member is stored. It is called once per
 	// transaction (for personalized lists, once per member) and should
-	// cache what it reads. nil sends the stored message unchanged.
-	Render func(ctx context.Context, job Job) ([]byte, error)
+	// cache what it reads, and return the part every member gets as a
+	// Shared kept across calls, so its wire form is made once. nil sends
+	// the stored message unchanged.
+	Render func(ctx context.Context, job Job) (Message, error)
 
 	// Timeouts: connecting, each command's reply, the reply after the
 	// message data, and how long an unused connection is kept open.
@@ -522,14 +524,14 @@ func (c *bodyCache) get(ctx context.Context, st *store.Store, id int64) (*payloa
 // body returns what j's recipients get, ready to send.
 func (d *Deliverer) body(ctx context.Context, j *job) (*payload, error) {
 	if d.o.Render != nil {
-		b, err := d.o.Render(ctx, j.Job)
+		m, err := d.o.Render(ctx, j.Job)
 		if err != nil {
 			return nil, fmt.Errorf("render message %d: %w", j.MessageID, err)
 		}
-		if len(b) == 0 {
+		if len(m.Own) == 0 && (m.Shared == nil || len(m.Shared.b) == 0) {
 			return nil, fmt.Errorf("render message %d: empty result", j.MessageID)
 		}
-		return newPayload(b), nil
+		return m.payload(), nil
 	}
 	p, err := d.bodies.get(ctx, d.st, j.MessageID)
 	if err != nil {

@@ -426,28 +426,72 @@ func TestShutdownIsBounded(t *testing.T) {
 	}
 }
 
+// TestRenderBuildsEachMessage sends what Render returns for each member,
+// in every shape a Message takes: the member's part must arrive joined to
+// the shared one exactly, dots and line ends included.
 func TestRenderBuildsEachMessage(t *testing.T) {
-	st, l := openStore(t)
-	sink := testenv.StartSink(t)
-	rcpts := members(4)
-	msg := queue(t, st, l, rcpts, true)
-	o := testOptions(t, st, sink.Addr)
-	o.Render = func(ctx context.Context, j Job) ([]byte, error) {
-		if j.MessageID != msg || j.ListID != l.ID || j.List != testList || len(j.Recipients) != 1 {
-			return nil, fmt.Errorf("unexpected job %+v", j)
-		}
-		body, err := st.IntakeBody(ctx, j.MessageID)
-		if err != nil {
-			return nil, err
-		}
-		return append([]byte("X-Member: "+j.Recipients[0]+"\r\n"), body...), nil
+	const body = "Subject: s\r\n\r\n.starts with a dot\r\nend\r\n"
+	tests := []struct {
+		name        string
+		own, shared func(rcpt string) string // shared: "" for none
+		want        func(rcpt string) string
+	}{
+		{
+			name:   "own fields and a shared rest",
+			own:    func(r string) string { return "X-Member: " + r + "\r\n" },
+			shared: func(string) string { return body },
+			want:   func(r string) string { return "X-Member: " + r + "\r\n" + body },
+		},
+		{
+			name:   "shared only",
+			own:    func(string) string { return "" },
+			shared: func(string) string { return body },
+			want:   func(string) string { return body },
+		},
+		{
+			name:   "own only",
+			own:    func(r string) string { return "X-Member: " + r + "\r\n" + body },
+			shared: func(string) string { return "" },
+			want:   func(r string) string { return "X-Member: " + r + "\r\n" + body },
+		},
+		{
+			name:   "own ending mid-line",
+			own:    func(r string) string { return "X-Member: " + r + "\r\nX-Joined: a" },
+			shared: func(string) string { return "b\r\n" + body },
+			want:   func(r string) string { return "X-Member: " + r + "\r\nX-Joined: ab\r\n" + body },
+		},
+		{
+			name:   "bare line feeds in own",
+			own:    func(r string) string { return "X-Member: " + r + "\n.X-Dot: 1\n" },
+			shared: func(string) string { return body },
+			want:   func(r string) string { return "X-Member: " + r + "\r\n.X-Dot: 1\r\n" + body },
+		},
 	}
-	start(t, o)
-	allSent(t, st, msg, 10*time.Second)
-	for _, e := range sink.WaitFor(t, len(rcpts), 5*time.Second) {
-		if want := "X-Member: " + e.To[0] + "\r\n"; !bytes.Contains(e.Data, []byte(want)) {
-			t.Errorf("mail to %s lacks %q", e.To[0], want)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, l := openStore(t)
+			sink := testenv.StartSink(t)
+			rcpts := members(4)
+			msg := queue(t, st, l, rcpts, true)
+			o := testOptions(t, st, sink.Addr)
+			var shared *Shared
+			if b := tc.shared(""); b != "" {
+				shared = NewShared([]byte(b))
+			}
+			o.Render = func(ctx context.Context, j Job) (Message, error) {
+				if j.MessageID != msg || j.ListID != l.ID || j.List != testList || len(j.Recipients) != 1 {
+					return Message{}, fmt.Errorf("unexpected job %+v", j)
+				}
+				return Message{Own: []byte(tc.own(j.Recipients[0])), Shared: shared}, nil
+			}
+			start(t, o)
+			allSent(t, st, msg, 10*time.Second)
+			for _, e := range sink.WaitFor(t, len(rcpts), 5*time.Second) {
+				if want := tc.want(e.To[0]); string(e.Data) != want {
+					t.Errorf("mail to %s:\n%q\nwant\n%q", e.To[0], e.Data, want)
+				}
+			}
+		})
 	}
 }
 

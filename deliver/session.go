@@ -419,7 +419,8 @@ func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stal
 		return vs, false
 	}
 	c.deadline(c.dataTimeout)
-	c.w.Write(p.wire)
+	c.w.Write(p.own)
+	c.w.Write(p.shared)
 	if err := c.w.Flush(); err != nil {
 		lost("while sending the message", err)
 		return vs, false

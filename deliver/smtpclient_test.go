@@ -465,15 +465,103 @@ func TestDotStuff(t *testing.T) {
 		{".hidden\r\n..two\r\nend.\r\n", "..hidden\r\n...two\r\nend.\r\n.\r\n"},
 		{"x\r\n.\r\ny\r\n", "x\r\n..\r\ny\r\n.\r\n"},
 		{"bare\rcr", "bare\r\ncr\r\n.\r\n"},
+		{"bare\r.dot\r", "bare\r\n..dot\r\n.\r\n"},
+		{"two\r\r\nends", "two\r\n\r\nends\r\n.\r\n"},
+		{"\n\n", "\r\n\r\n.\r\n"},
+		{".", "..\r\n.\r\n"},
 		{"", ".\r\n"},
 	}
 	for _, tc := range tests {
 		if got := string(dotStuff([]byte(tc.in))); got != tc.want {
 			t.Errorf("dotStuff(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+		if got, want := string(dotStuff([]byte(tc.in))), string(dotStuffBytewise([]byte(tc.in))); got != want {
+			t.Errorf("dotStuff(%q) = %q, byte-wise %q", tc.in, got, want)
+		}
 	}
 	if p := newPayload([]byte("Subject: caf\xc3\xa9\r\n\r\nx\r\n")); !p.eightBit || p.size != 21 {
 		t.Errorf("payload %+v, want 8-bit and size 21", p)
+	}
+}
+
+// dotStuffBytewise is the plain byte-at-a-time statement of dotStuff,
+// kept as the reference the line-at-a-time version must match.
+func dotStuffBytewise(b []byte) []byte {
+	var out []byte
+	bol := true
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
+		if bol && ch == '.' {
+			out = append(out, '.')
+		}
+		switch ch {
+		case '\n':
+			out = append(out, '\r', '\n')
+			bol = true
+			continue
+		case '\r':
+			if i+1 < len(b) && b[i+1] == '\n' {
+				continue
+			}
+			out = append(out, '\r', '\n')
+			bol = true
+			continue
+		}
+		out = append(out, ch)
+		bol = false
+	}
+	if !bol {
+		out = append(out, '\r', '\n')
+	}
+	return append(out, '.', '\r', '\n')
+}
+
+// wire is what a payload puts on the connection.
+func (p *payload) wire() string { return string(p.own) + string(p.shared) }
+
+// FuzzMessagePayload checks that a message split into its own and shared
+// parts goes on the wire exactly as the whole would, and that the
+// line-at-a-time stuffing matches the byte-wise one.
+func FuzzMessagePayload(f *testing.F) {
+	f.Add([]byte("X-Member: a@example.com\r\n"), []byte("Subject: s\r\n\r\n.dot\r\n"))
+	f.Add([]byte("no line end"), []byte(".shared"))
+	f.Add([]byte("bare\rcr\n"), []byte("\r\n.\r\n"))
+	f.Add([]byte{}, []byte("caf\xc3\xa9"))
+	f.Add([]byte("\xff\n"), []byte{})
+	f.Fuzz(func(t *testing.T, own, shared []byte) {
+		whole := append(append([]byte(nil), own...), shared...)
+		want := newPayload(whole)
+		if got := string(want.shared); got != string(dotStuffBytewise(whole)) {
+			t.Fatalf("dotStuff(%q) = %q, byte-wise %q", whole, got, dotStuffBytewise(whole))
+		}
+		for _, m := range []Message{{Own: own, Shared: NewShared(shared)}, {Own: whole}, {Shared: NewShared(whole)}} {
+			p := m.payload()
+			if p.wire() != want.wire() || p.size != want.size || p.eightBit != want.eightBit {
+				t.Fatalf("own %q shared %q: wire %q size %d 8bit %v; want %q %d %v",
+					own, shared, p.wire(), p.size, p.eightBit, want.wire(), want.size, want.eightBit)
+			}
+			if string(m.Bytes()) != string(whole) {
+				t.Fatalf("Bytes() = %q, want %q", m.Bytes(), whole)
+			}
+		}
+	})
+}
+
+func TestHas8Bit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"", false},
+		{"plain ascii text, longer than eight bytes", false},
+		{"\x80", true},
+		{"12345678\xff", true},
+		{"\xc3\xa9 then ascii for more than eight", true},
+		{"1234567\x7f", false},
+	} {
+		if got := has8Bit([]byte(tc.in)); got != tc.want {
+			t.Errorf("has8Bit(%q) = %v", tc.in, got)
+		}
 	}
 }
 

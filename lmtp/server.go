@@ -163,12 +163,7 @@ func New(o Options) *Server {
 	srv.MaxRecipients = 0
 	srv.ReadTimeout = o.IdleTimeout
 	srv.WriteTimeout = o.IdleTimeout
-	// go-smtp reports connection errors and recovered panics here.
-	if l, err := zap.NewStdLogAt(o.Log.Named("smtp"), zap.WarnLevel); err == nil {
-		srv.ErrorLog = l
-	} else {
-		srv.ErrorLog = zap.NewStdLog(o.Log.Named("smtp"))
-	}
+	srv.ErrorLog = errorLog{o.Log.Named("smtp")}
 	s.smtp = srv
 	return s
 }

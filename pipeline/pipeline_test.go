@@ -132,7 +132,7 @@ func (e *env) render(d delivery) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return string(b)
+	return string(b.Bytes())
 }
 
 // pending counts intake rows of kind post still waiting.
@@ -447,7 +447,7 @@ func TestBulkListAndOwnPostings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := decorate.Parse(b)
+	m := decorate.Parse(b.Bytes())
 	if m.Get("List-Unsubscribe") != "<mailto:test-leave@lists.example.org>" || m.Has("List-Unsubscribe-Post") {
 		t.Errorf("bulk copy:\n%s", m.Header())
 	}
@@ -461,8 +461,8 @@ func TestRenderRawAndErrors(t *testing.T) {
 	msgID := e.post("alice@example.com", memberPost)
 	for _, lid := range []int64{0, e.list.ID} {
 		b, err := e.p.Render(ctx, deliver.Job{MessageID: msgID, ListID: lid, Recipients: []string{"x@example.com"}})
-		if err != nil || string(b) != crlf(memberPost) {
-			t.Errorf("list %d: raw render %q, %v", lid, b, err)
+		if err != nil || string(b.Bytes()) != crlf(memberPost) {
+			t.Errorf("list %d: raw render %q, %v", lid, b.Bytes(), err)
 		}
 	}
 	if _, err := e.p.Render(ctx, deliver.Job{MessageID: 9999, ListID: e.list.ID}); !errors.Is(err, store.ErrNotFound) {
@@ -573,7 +573,7 @@ func TestRenderConcurrent(t *testing.T) {
 	for _, d := range ds {
 		go func() {
 			b, err := e.p.Render(ctx, deliver.Job{MessageID: msgID, ListID: e.list.ID, Recipients: []string{d.Recipient}, EnvelopeFrom: d.EnvelopeFrom})
-			if err == nil && !strings.Contains(string(b), "<"+e.p.UnsubscribeURL(e.list.ID, d.Recipient)+">") {
+			if err == nil && !strings.Contains(string(b.Bytes()), "<"+e.p.UnsubscribeURL(e.list.ID, d.Recipient)+">") {
 				err = fmt.Errorf("%s: copy without their link", d.Recipient)
 			}
 			errs <- err

@@ -28,19 +28,25 @@ import (
 // not a parse: the cache keeps the last posts for cacheTTL, which also
 // bounds how long an edited list setting takes to show in a fan-out
 // already under way.
-func (p *Pipeline) Render(ctx context.Context, job deliver.Job) ([]byte, error) {
+//
+// Every member's copy ends in the same bytes, which go to the deliverer as
+// one Shared per cached post, so their wire form is made once per post and
+// only a member's own header fields are prepared per member.
+func (p *Pipeline) Render(ctx context.Context, job deliver.Job) (deliver.Message, error) {
 	e, err := p.cache.get(ctx, job.MessageID, job.ListID, p.prepare)
 	if err != nil {
-		return nil, fmt.Errorf("render message %d for list %d: %w", job.MessageID, job.ListID, err)
+		return deliver.Message{}, fmt.Errorf("render message %d for list %d: %w", job.MessageID, job.ListID, err)
 	}
 	if e.prepared == nil {
-		return e.raw, nil
+		return deliver.Message{Shared: e.whole}, nil
 	}
-	var r decorate.Recipient
 	if e.verp && len(job.Recipients) == 1 {
-		r.UnsubscribeURL = p.UnsubscribeURL(job.ListID, job.Recipients[0])
+		if u := p.UnsubscribeURL(job.ListID, job.Recipients[0]); u != "" {
+			return deliver.Message{Own: e.prepared.Own(decorate.Recipient{UnsubscribeURL: u}), Shared: e.tail}, nil
+		}
 	}
-	return e.prepared.For(r), nil
+	// Without a one-click URL every member gets the same copy.
+	return deliver.Message{Shared: e.whole}, nil
 }
 
 // prepare loads a message and, for a post, decorates it.
@@ -56,7 +62,7 @@ func (p *Pipeline) prepare(ctx context.Context, messageID, listID int64) (*rende
 		}
 	}
 	if !isPost {
-		return &renderEntry{raw: body}, nil
+		return &renderEntry{whole: deliver.NewShared(body)}, nil
 	}
 	l, err := p.st.ListByID(ctx, listID)
 	if err != nil {
@@ -70,7 +76,10 @@ func (p *Pipeline) prepare(ctx context.Context, messageID, listID int64) (*rende
 	if err != nil {
 		return nil, err
 	}
-	return &renderEntry{prepared: prep, verp: l.Bool("verp")}, nil
+	return &renderEntry{
+		prepared: prep, verp: l.Bool("verp"),
+		whole: deliver.NewShared(prep.For(decorate.Recipient{})), tail: deliver.NewShared(prep.Tail()),
+	}, nil
 }
 
 // decorateFacts turns list settings into decoration input.
@@ -116,8 +125,9 @@ type renderEntry struct {
 	once     sync.Once
 	err      error
 	created  time.Time
-	prepared *decorate.Prepared // nil: send raw
-	raw      []byte
+	prepared *decorate.Prepared // nil: send as stored
+	whole    *deliver.Shared    // the message as stored, or decorated without a one-click URL
+	tail     *deliver.Shared    // what follows a member's own fields (prepared only)
 	verp     bool
 }
 
@@ -151,7 +161,7 @@ func (c *renderCache) get(ctx context.Context, message, list int64,
 			e.err = err
 			return
 		}
-		e.prepared, e.raw, e.verp = built.prepared, built.raw, built.verp
+		e.prepared, e.whole, e.tail, e.verp = built.prepared, built.whole, built.tail, built.verp
 	})
 	if e.err != nil {
 		c.mu.Lock()

@@ -25,14 +25,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
@@ -40,10 +36,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
 	"postlist/address"
+	"postlist/bench/internal/benchenv"
 	"postlist/deliver"
 	"postlist/store"
 )
@@ -88,7 +84,7 @@ func main() {
 	var err error
 	switch *role {
 	case "sink":
-		err = runSink()
+		err = benchenv.ServeGoSink(nil)
 	case "deliver":
 		err = runDeliver(*n, *workers, *bodySize, *target, *timeout)
 	case "":
@@ -125,7 +121,7 @@ func run(sizeList string, workers, bodySize int, target string, timeout time.Dur
 	if dest == "" {
 		if sinkKind == "auto" {
 			sinkKind = "go"
-			if smtpSinkPath() != "" {
+			if benchenv.SMTPSinkPath() != "" {
 				sinkKind = "smtp-sink"
 			}
 		}
@@ -222,119 +218,21 @@ func startSink(ctx context.Context, self string) (string, func(), error) {
 		}
 		return strings.TrimSpace(line), stop, nil
 	}
-	path := smtpSinkPath()
-	if path == "" {
-		return "", nil, errors.New("smtp-sink not found (it comes with Postfix)")
-	}
-	// smtp-sink takes a port, not a listener: find a free one.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	args := []string{"-4", "-h", "sink.bench.test"}
-	if os.Geteuid() == 0 {
-		args = append(args, "-u", "nobody") // it refuses to run as root
-	}
+	var extra []string
 	if noPipe {
-		args = append(args, "-p")
+		extra = append(extra, "-p")
 	}
-	cmd := exec.CommandContext(ctx, path, append(args, addr, "256")...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
+	addr, cmd, err := benchenv.StartSMTPSink(ctx, nil, extra...)
+	if err != nil {
 		return "", nil, err
 	}
-	stop := func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp4", addr)
-		if err == nil {
-			c.Close()
-			return addr, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("smtp-sink on %s: %w", addr, err)
-		}
-	}
-}
-
-// smtpSinkPath finds Postfix's smtp-sink, which lives in an sbin
-// directory that is not always on PATH.
-func smtpSinkPath() string {
-	if p, err := exec.LookPath("smtp-sink"); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(dir, "smtp-sink")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-// runSink serves SMTP on a free loopback port, accepting and discarding
-// everything, until SIGTERM. It prints its address first.
-func runSink() error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return sinkSession{}, nil
-	}))
-	srv.Domain = "sink.bench.test"
-	srv.MaxRecipients = 1000
-	srv.MaxMessageBytes = 50 << 20
-	srv.ReadTimeout, srv.WriteTimeout = time.Minute, time.Minute
-	srv.ErrorLog = quietLog{}
-	fmt.Println(ln.Addr().String())
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	return nil
-}
-
-type quietLog struct{}
-
-func (quietLog) Printf(string, ...any) {}
-func (quietLog) Println(...any)        {}
-
-type sinkSession struct{}
-
-func (sinkSession) Reset()                               {}
-func (sinkSession) Logout() error                        { return nil }
-func (sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-
-func (sinkSession) Data(r io.Reader) error {
-	_, err := io.Copy(io.Discard, r)
-	return err
+	return addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
 }
 
 // runDeliver queues one post for n members in a fresh database, delivers
 // it to addr and prints a result as JSON.
 func runDeliver(n, workers, bodySize int, addr string, timeout time.Duration) error {
-	if dbDir == "" {
-		dbDir = os.TempDir()
-		if isTmpfs(dbDir) {
-			dbDir = "."
-		}
-	}
-	if isTmpfs(dbDir) {
-		return fmt.Errorf("%s is tmpfs: fsync would be free there; pass -dir on a real disk", dbDir)
-	}
-	dir, err := os.MkdirTemp(dbDir, "postlist-bench-deliver-")
+	dir, err := benchenv.Dir(dbDir, "postlist-bench-deliver-")
 	if err != nil {
 		return err
 	}
@@ -402,12 +300,17 @@ func runDeliver(n, workers, bodySize int, addr string, timeout time.Duration) er
 		return err
 	}
 	s := d.Stats()
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	cpu, err := benchenv.CPUSeconds(0)
+	if err != nil {
+		return err
+	}
+	rss, err := benchenv.PeakRSSMB(0)
+	if err != nil {
+		return err
+	}
 	return json.NewEncoder(os.Stdout).Encode(result{
-		Members: n, QueueSecs: queued.Seconds(), DeliverSecs: took.Seconds(), PeakRSSMB: peakRSSMB(),
-		CPUSecs: cpu.Seconds(), Conns: s.Connections, Deferred: s.Deferred, Failed: s.Failed,
+		Members: n, QueueSecs: queued.Seconds(), DeliverSecs: took.Seconds(), PeakRSSMB: rss,
+		CPUSecs: cpu, Conns: s.Connections, Deferred: s.Deferred, Failed: s.Failed,
 	})
 }
 
@@ -420,29 +323,4 @@ func message(size int) []byte {
 		b.WriteString("The quick brown fox jumps over the lazy dog, again and again and again.\r\n")
 	}
 	return []byte(b.String())
-}
-
-func isTmpfs(dir string) bool {
-	const tmpfsMagic = 0x01021994
-	var st syscall.Statfs_t
-	return syscall.Statfs(dir, &st) == nil && st.Type == tmpfsMagic
-}
-
-// peakRSSMB reads the process's peak resident set size (VmHWM).
-func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err == nil {
-				return float64(kb) / 1024
-			}
-		}
-	}
-	return -1
 }

@@ -24,12 +24,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
+	"postlist/bench/internal/benchenv"
 	"postlist/index"
 	"postlist/lmtp"
 	"postlist/store"
@@ -63,7 +63,7 @@ func main() {
 }
 
 func run(dur time.Duration, dir, only string) error {
-	base, err := benchDir(dir)
+	base, err := benchenv.Dir(dir, "postlist-bench-lmtp-")
 	if err != nil {
 		return err
 	}
@@ -85,30 +85,6 @@ func run(dur time.Duration, dir, only string) error {
 		}
 	}
 	return nil
-}
-
-// benchDir makes a fresh directory whose fsyncs reach a disk.
-func benchDir(dir string) (string, error) {
-	if dir == "" {
-		dir = os.TempDir()
-		if isTmpfs(dir) {
-			dir = "."
-		}
-	}
-	if isTmpfs(dir) {
-		return "", fmt.Errorf("%s is tmpfs: fsync would be free there; pass -dir on a real disk", dir)
-	}
-	d, err := os.MkdirTemp(dir, "postlist-bench-lmtp-")
-	if err != nil {
-		return "", fmt.Errorf("benchmark directory: %w", err)
-	}
-	return d, nil
-}
-
-func isTmpfs(dir string) bool {
-	const tmpfsMagic = 0x01021994
-	var st syscall.Statfs_t
-	return syscall.Statfs(dir, &st) == nil && st.Type == tmpfsMagic
 }
 
 type result struct {
