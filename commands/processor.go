@@ -46,6 +46,10 @@ type Options struct {
 	// TokenLifetime and ModeratorTokenLifetime bound how long requests
 	// wait for the person and for a moderator.
 	TokenLifetime, ModeratorTokenLifetime time.Duration
+	// ConfirmHeld decides a held post from a moderator's reply to its
+	// hold notice (the posting pipeline's ConfirmHeld); nil refuses
+	// held-message tokens.
+	ConfirmHeld func(ctx context.Context, heldID int64, reply []byte, by string) (string, error)
 }
 
 // Processor handles the intake rows of the email interface. Its methods
@@ -172,7 +176,7 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 		log.Info("command mail ignored: from the list's own address", zap.String("sender", sender))
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "ignored, no reply: from the list's own address " + sender})
 	}
-	s := &session{p: p, log: log.With(zap.String("sender", sender)), l: l, it: it, msg: m, sender: sender, name: name, seen: map[string]bool{}}
+	s := &session{p: p, log: log.With(zap.String("sender", sender)), l: l, it: it, raw: body, msg: m, sender: sender, name: name, seen: map[string]bool{}}
 	switch it.Kind {
 	case "join":
 		s.implicit = true

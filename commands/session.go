@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -19,6 +20,7 @@ type session struct {
 	log    *zap.Logger
 	l      *store.List
 	it     store.IntakeItem
+	raw    []byte
 	msg    *decorate.Message
 	sender string // normalised From (or envelope) address
 	name   string // its display name
@@ -259,6 +261,9 @@ func (s *session) confirm(ctx context.Context, tok string) error {
 		return nil
 	}
 	t, err := s.p.st.LiveToken(ctx, tok)
+	if err == nil && t.ListID == l.ID && t.Kind == store.TokenHeld && s.p.o.ConfirmHeld != nil {
+		return s.confirmHeld(ctx, t)
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (t.ListID != l.ID || t.Kind == store.TokenHeld)) {
 		s.sayForced("Confirmation token did not match")
 		s.log.Info("confirmation refused: unknown, used or expired token", zap.String("token", tokenPrefix(tok)))
@@ -313,6 +318,36 @@ func (s *session) confirm(ctx context.Context, tok string) error {
 	default:
 		s.sayForced("%s is not a member of %s", t.Address, l.Address)
 	}
+	return nil
+}
+
+// confirmHeld passes a moderator's reply to a hold notice to the posting
+// pipeline, which approves, discards or keeps the post (see
+// pipeline.ConfirmHeld), and says how it went.
+func (s *session) confirmHeld(ctx context.Context, t *store.Token) error {
+	id, err := strconv.ParseInt(t.Data, 10, 64)
+	if err != nil {
+		return fmt.Errorf("held-message token %s: held id %q: %w", tokenPrefix(t.Token), t.Data, err)
+	}
+	log := s.log.With(zap.String("token", tokenPrefix(t.Token)), zap.Int64("held_id", id))
+	outcome, err := s.p.o.ConfirmHeld(ctx, id, s.raw, "mail from "+s.sender)
+	switch {
+	case errors.Is(err, store.ErrAlreadyDone):
+		s.sayForced("The held message was already decided")
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		s.sayForced("Confirmation token did not match")
+		return nil
+	case err != nil:
+		return err
+	case outcome == store.HeldHeld:
+		s.sayForced("Invalid Approved: password")
+		log.Info("held message kept: wrong moderator password")
+		return nil
+	}
+	s.queued = true
+	s.say("Confirmed: the held message was %s", outcome)
+	log.Info("held message decided by mail", zap.String("outcome", outcome))
 	return nil
 }
 

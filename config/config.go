@@ -42,9 +42,15 @@ type Config struct {
 	Log      Log      `toml:"log"`
 }
 
-// Database says where the SQLite file lives.
+// Database says where the SQLite file lives and how long finished work
+// stays in it.
 type Database struct {
 	Path string `toml:"path"`
+	// Retention is how long a message is kept once nothing is pending on
+	// it (deliveries all made, not held, processed), with its deliveries;
+	// 0 keeps everything. Without it every post to a large list would
+	// add a row per member, forever.
+	Retention Duration `toml:"retention"`
 }
 
 // MTA holds the Postfix-facing settings, named as in Mailman's [mta].
@@ -74,6 +80,13 @@ type MTA struct {
 	MaxDeliveryThreads       int      `toml:"max_delivery_threads"`
 	DeliveryRetryPeriod      Duration `toml:"delivery_retry_period"`
 	DeliveryRetryInterval    Duration `toml:"delivery_retry_interval"`
+	// How long delivery waits for the smart host: to connect, for the
+	// reply to each command, and after the message's final dot (RFC 5321
+	// §4.5.3.2 suggests 5 and 10 minutes for the last two). A timeout
+	// defers the row, like any lost connection.
+	SMTPConnectTimeout Duration `toml:"smtp_connect_timeout"`
+	SMTPCommandTimeout Duration `toml:"smtp_command_timeout"`
+	SMTPDataTimeout    Duration `toml:"smtp_data_timeout"`
 
 	// Intake limits (postlist additions).
 	MaxMessageSize     Size     `toml:"max_message_size"`
@@ -115,7 +128,7 @@ type Log struct {
 // ./var. It is what `postlist serve` runs with when no file exists.
 func Default() *Config {
 	return &Config{
-		Database: Database{Path: "var/postlist.db"},
+		Database: Database{Path: "var/postlist.db", Retention: Duration(7 * 24 * time.Hour)},
 		MTA: MTA{
 			LMTPHost:                 "127.0.0.1",
 			LMTPPort:                 8024,
@@ -131,6 +144,9 @@ func Default() *Config {
 			MaxDeliveryThreads:       20,
 			DeliveryRetryPeriod:      Duration(5 * 24 * time.Hour),
 			DeliveryRetryInterval:    Duration(15 * time.Minute),
+			SMTPConnectTimeout:       Duration(30 * time.Second),
+			SMTPCommandTimeout:       Duration(5 * time.Minute),
+			SMTPDataTimeout:          Duration(10 * time.Minute),
 			MaxMessageSize:           Size(10 << 20),
 			MaxRcptsPerMessage:       1000,
 			MaxLMTPSessions:          64,
@@ -282,6 +298,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MTA.MaxMessageSize <= 0 {
 		return bad("must be positive", "mta", "max_message_size")
+	}
+	for _, d := range []struct {
+		v   Duration
+		key string
+	}{
+		{c.MTA.SMTPConnectTimeout, "smtp_connect_timeout"},
+		{c.MTA.SMTPCommandTimeout, "smtp_command_timeout"},
+		{c.MTA.SMTPDataTimeout, "smtp_data_timeout"},
+	} {
+		if d.v.D() <= 0 {
+			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), "mta", d.key)
+		}
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

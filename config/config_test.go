@@ -23,6 +23,9 @@ func TestDefaultsAreValid(t *testing.T) {
 	if cfg.Database.Path != "var/postlist.db" {
 		t.Errorf("database path = %q", cfg.Database.Path)
 	}
+	if got := cfg.Database.Retention.D(); got != 7*24*time.Hour {
+		t.Errorf("retention = %v, want 7 days", got)
+	}
 }
 
 func TestExplicitMissingFileFails(t *testing.T) {
@@ -35,6 +38,7 @@ func TestParseGood(t *testing.T) {
 	text := `
 [database]
 path = "/var/lib/postlist/postlist.db"
+retention = "12h"
 
 [mta]
 lmtp_host = "127.0.0.2"
@@ -48,6 +52,8 @@ verp_delimiter = "+"
 max_recipients = 100
 max_sessions_per_connection = 50
 delivery_retry_period = "2d12h"
+smtp_connect_timeout = "10s"
+smtp_data_timeout = "15m"
 max_message_size = "20M"
 
 [http]
@@ -78,6 +84,10 @@ level = "debug"
 		{"mode", cfg.MTA.MilterSocketMode, FileMode(0o640)},
 		{"smtp", cfg.SMTPAddr(), "127.0.0.1:10025"},
 		{"retry", cfg.MTA.DeliveryRetryPeriod.D(), 60 * time.Hour},
+		{"retention", cfg.Database.Retention.D(), 12 * time.Hour},
+		{"connect timeout", cfg.MTA.SMTPConnectTimeout.D(), 10 * time.Second},
+		{"command timeout (default)", cfg.MTA.SMTPCommandTimeout.D(), 5 * time.Minute},
+		{"data timeout", cfg.MTA.SMTPDataTimeout.D(), 15 * time.Minute},
 		{"size", cfg.MTA.MaxMessageSize, Size(20 << 20)},
 		{"sessions", cfg.MTA.MaxSessionsPerConnection, 50},
 		{"filetype", cfg.Postfix.TransportFileType, "regex"},
@@ -103,6 +113,8 @@ func TestBadConfigs(t *testing.T) {
 		{"port type", "[mta]\nsmtp_port = \"25\"\n", "bad.toml:2: mta.smtp_port: want a port number"},
 		{"listen syntax", "[mta]\nmilter_listen = \"127.0.0.1:8025\"\n", "bad.toml:2: mta.milter_listen: \"127.0.0.1:8025\": want inet:HOST:PORT or unix:/PATH"},
 		{"duration", "[mta]\ndelivery_retry_period = \"soon\"\n", "bad.toml:2: mta.delivery_retry_period: \"soon\": want a duration"},
+		{"retention", "[database]\n\nretention = \"forever\"\n", "bad.toml:3: database.retention: \"forever\": want a duration"},
+		{"negative retention", "[database]\nretention = \"-12h\"\n", "bad.toml:2: database.retention: \"-12h\": must not be negative"},
 		{"delimiter", "[mta]\n# comment\nverp_delimiter = \"-\"\n", "bad.toml:3: mta.verp_delimiter: \"-\": want one character"},
 		{"log format", "[log]\nformat = \"xml\"\n", "bad.toml:2: log.format: \"xml\": want console or json"},
 		{"syntax", "[mta]\nlmtp_port = = 1\n", "bad.toml:2"},
@@ -110,6 +122,7 @@ func TestBadConfigs(t *testing.T) {
 		{"owner", "[site]\nowner = \"nobody\"\n", "bad.toml:2: site.owner: \"nobody\": want an email address"},
 		{"file type", "[postfix]\ntransport_file_type = \"btree\"\n", "bad.toml:2: postfix.transport_file_type"},
 		{"negative", "[mta]\nmax_recipients = -1\n", "bad.toml:2: mta.max_recipients: -1: must not be negative"},
+		{"zero timeout", "[mta]\n\nsmtp_command_timeout = \"0\"\n", "bad.toml:3: mta.smtp_command_timeout: 0s: must be positive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -121,6 +134,21 @@ func TestBadConfigs(t *testing.T) {
 				t.Errorf("error\n got: %s\nwant prefix: %s", err, c.want)
 			}
 		})
+	}
+}
+
+// TestRetentionZeroKeepsEverything: 0 is a valid retention, written as a
+// duration or a bare number, and means no purge.
+func TestRetentionZeroKeepsEverything(t *testing.T) {
+	for _, text := range []string{"[database]\nretention = \"0\"\n", "[database]\nretention = 0\n", "[database]\nretention = \"0s\"\n"} {
+		cfg, err := Parse("t.toml", []byte(text))
+		if err != nil {
+			t.Errorf("%q: %v", text, err)
+			continue
+		}
+		if got := cfg.Database.Retention.D(); got != 0 {
+			t.Errorf("%q: retention = %v, want 0", text, got)
+		}
 	}
 }
 

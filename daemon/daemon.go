@@ -74,6 +74,13 @@ type server interface {
 	Shutdown(context.Context) error
 }
 
+// worker is a background stage: it runs until its context ends, and an
+// error it returns shuts the daemon down.
+type worker struct {
+	name string
+	run  func(context.Context) error
+}
+
 // component is one listener-backed server and where it listens.
 type component struct {
 	name string
@@ -135,7 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	})
 	cp := commands.New(commands.Options{
 		Store: st, Log: log.Named("commands"), Delimiter: cfg.MTA.VERPDelimiter, SiteOwner: cfg.Site.Owner,
-		Notify: func() { dl.Kick() },
+		Notify: func() { dl.Kick() }, ConfirmHeld: pl.ConfirmHeld,
 	})
 	bp := bounce.New(bounce.Options{
 		Store: st, Log: log.Named("bounce"), Delimiter: cfg.MTA.VERPDelimiter, Signer: signer, SiteOwner: cfg.Site.Owner,
@@ -147,16 +154,18 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		VerifyCert: cfg.MTA.SMTPVerifyCert, HeloName: hostname, Workers: cfg.MTA.MaxDeliveryThreads,
 		MaxSessionsPerConnection: cfg.MTA.MaxSessionsPerConnection, MaxRecipients: cfg.MTA.MaxRecipients,
 		RetryPeriod: cfg.MTA.DeliveryRetryPeriod.D(), RetryInterval: cfg.MTA.DeliveryRetryInterval.D(),
-		Render: pl.Render,
+		DialTimeout: cfg.MTA.SMTPConnectTimeout.D(), CommandTimeout: cfg.MTA.SMTPCommandTimeout.D(),
+		DataTimeout: cfg.MTA.SMTPDataTimeout.D(),
+		Render:      pl.Render,
 	})
-	workers := []struct {
-		name string
-		run  func(context.Context) error
-	}{
+	workers := []worker{
 		{"pipeline", pl.Run},
 		{"commands", cp.Run},
 		{"bounce", bp.Run},
 		{"deliver", dl.Run},
+	}
+	if r := cfg.Database.Retention.D(); r > 0 {
+		workers = append(workers, worker{"purge", purger{st: st, retention: r, log: log.Named("purge")}.run})
 	}
 	var wwg sync.WaitGroup
 	werrc := make(chan error, len(workers))

@@ -179,6 +179,107 @@ func TestNonMemberPostHeldThenApproved(t *testing.T) {
 	waitCopies(t, s.pf.Sink, "outsider post", 3, 60*time.Second)
 }
 
+// TestHeldPostApprovedByMail: a moderator without shell access replies to
+// the hold notice with the moderator password; the reply goes through
+// Postfix to the post's NAME-confirm+TOKEN address (accepted at RCPT only
+// because the token is live) and the post reaches every member.
+func TestHeldPostApprovedByMail(t *testing.T) {
+	s := startStack(t, "", "")
+	s.pl.CLI("lists", "set", list, "moderator_password", "s3cret")
+	send(t, s, "stranger@example.net", "post for the moderators")
+	notice := waitCopies(t, s.pf.Sink, "requires approval", 1, 30*time.Second)["owner@example.com"]
+	header, _, _ := strings.Cut(string(notice.Data), "\r\n\r\n")
+	m := regexp.MustCompile(`(?m)^Reply-To: (test-confirm\+[0-9a-f]+@` + regexp.QuoteMeta(listDomain) + `)\r?$`).FindStringSubmatch(header)
+	if m == nil {
+		t.Fatalf("hold notice without a confirmation Reply-To:\n%s", header)
+	}
+	if n := len(copiesOf(s.pf.Sink.Envelopes(), "post for the moderators")); n != 0 {
+		t.Fatalf("held post reached %d members before approval", n)
+	}
+	reply := "From: Owner <owner@example.com>\r\nTo: " + m[1] + "\r\nSubject: Re: held post\r\n\r\nApproved: s3cret\r\n\r\n> the notice\r\n"
+	// The notice can arrive before the milter's index has seen the new
+	// token (it polls the database); a moderator is never that fast.
+	deadline := time.Now().Add(15 * time.Second)
+	res := testenv.SendMail(t, s.pf.SMTPAddr, "owner@example.com", []string{m[1]}, []byte(reply))
+	for !res.Data.OK() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		res = testenv.SendMail(t, s.pf.SMTPAddr, "owner@example.com", []string{m[1]}, []byte(reply))
+	}
+	if !res.Data.OK() {
+		t.Fatalf("reply to the hold notice: %v", res)
+	}
+	// A forged token is refused while the sender is connected.
+	forged := strings.Repeat("0", len(m[1])-len("test-confirm+@"+listDomain))
+	if res := testenv.SendMail(t, s.pf.SMTPAddr, "owner@example.com", []string{"test-confirm+" + forged + "@" + listDomain},
+		[]byte("Subject: x\r\n\r\nx\r\n")); res.Rcpt[0].Code != 550 {
+		t.Errorf("forged confirmation token: %v, want 550 at RCPT", res)
+	}
+	waitCopies(t, s.pf.Sink, "post for the moderators", 3, 60*time.Second)
+	var held struct {
+		State     string `json:"state"`
+		DecidedBy string `json:"decided_by"`
+	}
+	if err := json.Unmarshal([]byte(s.pl.CLI("--json", "held", "show", "1")), &held); err != nil {
+		t.Fatal(err)
+	}
+	if held.State != "approved" || held.DecidedBy != "mail from owner@example.com" {
+		t.Errorf("held #1 = %+v, want approved by mail from owner@example.com", held)
+	}
+}
+
+// TestOversizedPost: a post over the list's max_message_size is refused
+// while the sender is connected (552 5.3.4), unless the list's
+// oversize_action is hold; then it is accepted, held for a moderator like
+// Mailman does, and delivered once approved.
+func TestOversizedPost(t *testing.T) {
+	s := startStack(t, "", "")
+	s.pl.CLI("lists", "set", list, "max_message_size", "1")
+	msg := []byte(string(post("alice@example.com", "big post")) + strings.Repeat("0123456789 abcdefghij\r\n", 120))
+	refused := func() testenv.SendResult {
+		return testenv.SendMail(t, s.pf.SMTPAddr, "alice@example.com", []string{list}, msg)
+	}
+	// The index takes a moment to see the CLI's change.
+	deadline := time.Now().Add(15 * time.Second)
+	res := refused()
+	for res.Data.OK() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		res = refused()
+	}
+	if res.Data.Code != 552 || res.Data.EnhancedCode != (smtp.EnhancedCode{5, 3, 4}) {
+		t.Fatalf("oversized post: %v, want 552 5.3.4", res)
+	}
+
+	s.pl.CLI("lists", "set", list, "oversize_action", "hold")
+	deadline = time.Now().Add(15 * time.Second)
+	for res = refused(); !res.Data.OK(); res = refused() {
+		if time.Now().After(deadline) {
+			t.Fatalf("oversized post on a holding list: %v, want 250", res)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var held []struct {
+		ID     int64  `json:"id"`
+		Reason string `json:"reason"`
+	}
+	for deadline = time.Now().Add(30 * time.Second); len(held) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("oversized post never held:\n%s", s.pl.LogTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := json.Unmarshal([]byte(s.pl.CLI("--json", "held", "ls", list)), &held); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(held) != 1 || !strings.Contains(held[0].Reason, "more than the list's limit of 1 KiB") {
+		t.Errorf("held = %+v, want one post held for its size", held)
+	}
+	if n := len(copiesOf(s.pf.Sink.Envelopes(), "big post")); n != 0 {
+		t.Fatalf("held post reached %d members before approval", n)
+	}
+	s.pl.CLI("held", "approve", fmt.Sprint(held[0].ID))
+	waitCopies(t, s.pf.Sink, "big post", 3, 60*time.Second)
+}
+
 // TestSmartHostFaults talks to a sink directly as the smart host so that its
 // answers reach postlist's deliverer: a 451 is retried until it passes, a
 // 550 fails that member only and is recorded as a bounce.

@@ -60,11 +60,15 @@ func (b *builder) visitor() store.IndexVisitor {
 		List: func(l store.IndexList) error {
 			i := int32(len(b.s.info))
 			addr := strings.ToLower(l.Address)
+			refuseAbove := l.MaxMessageSize * 1024
+			if l.HoldOversize {
+				refuseAbove = 0 // the pipeline's size rule holds it
+			}
 			b.s.info = append(b.s.info, listData{List: List{
 				Address:            addr,
 				ListID:             l.ListID,
 				NonmemberAction:    l.DefaultNonmemberAction,
-				MaxMessageSize:     l.MaxMessageSize * 1024,
+				MaxMessageSize:     refuseAbove,
 				AcceptUnsignedVERP: l.AcceptUnsignedVERP,
 			}})
 			b.s.lists[addr] = i

@@ -234,6 +234,28 @@ func TestCheckSender(t *testing.T) {
 	}
 }
 
+// TestOversizeActionHold: a list that holds oversized posts gives the
+// milter no size to refuse above, whatever its max_message_size.
+func TestOversizeActionHold(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		action string
+		want   int64
+	}{{"hold", 0}, {"refuse", 40 * 1024}} {
+		if err := st.SetListSetting(ctx, "test@lists.example.org", "oversize_action", tc.action); err != nil {
+			t.Fatal(err)
+		}
+		l, ok := load(t, st).Snapshot().List("test@lists.example.org")
+		if !ok || l.MaxMessageSize != tc.want {
+			t.Errorf("oversize_action %s: List = %+v, %v; want MaxMessageSize %d", tc.action, l, ok, tc.want)
+		}
+	}
+	if err := st.SetListSetting(ctx, "test@lists.example.org", "oversize_action", "discard"); err == nil {
+		t.Error("oversize_action discard accepted")
+	}
+}
+
 func TestUnavailableAnswersTempFail(t *testing.T) {
 	st := newStore(t)
 	st.Close()

@@ -54,7 +54,10 @@ type List struct {
 	Address         string // posting address, lower-case
 	ListID          string // RFC 2919 list-id ("test.lists.example.org")
 	NonmemberAction string // default_nonmember_action
-	MaxMessageSize  int64  // bytes; 0 means no limit
+	// MaxMessageSize is the size in bytes above which a post is refused
+	// at SMTP time; 0 when there is no limit or the list holds oversized
+	// posts instead (oversize_action hold).
+	MaxMessageSize int64
 	// AcceptUnsignedVERP admits Mailman's unsigned -bounces+ form.
 	AcceptUnsignedVERP bool
 }

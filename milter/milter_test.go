@@ -28,17 +28,20 @@ const (
 	siteMax   = 100_000
 )
 
-// testSource has three lists in lists.example.org:
+// testSource has four lists in lists.example.org:
 //
 //	test   rejects non-members, 40 KiB limit; alice member, carol owner;
 //	       bob removed recently; a live confirmation token
 //	open   holds non-members (nothing refused at SMTP time), no limit
 //	small  holds non-members, 1 KiB limit
+//	bulky  holds non-members, 1 KiB limit, holds oversized posts
 func testSource() *indextest.Source {
 	src := &indextest.Source{}
 	test := src.AddList("test", "lists.example.org", "reject", 40)
 	src.AddList("open", "lists.example.org", "hold", 0)
 	src.AddList("small", "lists.example.org", "hold", 1)
+	bulky := src.AddList("bulky", "lists.example.org", "hold", 1)
+	src.Lists[bulky-1].HoldOversize = true
 	src.Members = []store.IndexMember{
 		{ListID: test, Address: "alice@example.com"},
 		{ListID: test, Address: "carol@example.com"},
@@ -310,6 +313,13 @@ func TestTransactions(t *testing.T) {
 			msg:    big(2048),
 			want: result{rcpts: []string{"continue"}, data: "continue",
 				end: "552 5.3.4 message too big for this list (limit 1024 bytes)"},
+		},
+		{
+			name:   "too big for a list that holds oversized posts",
+			sender: "x@example.com",
+			rcpts:  []string{"bulky@lists.example.org"},
+			msg:    big(2048),
+			want:   result{rcpts: []string{"continue"}, data: "continue", end: "accept"},
 		},
 		{
 			name:   "too big for one list, not for the other",

@@ -91,6 +91,37 @@ func (p *Pipeline) Discard(ctx context.Context, heldID int64, by string) error {
 	return nil
 }
 
+// ConfirmHeld carries out a moderator's reply to a hold notice, which
+// reached the held post's NAME-confirm+TOKEN address: with the list's
+// moderator password in an Approved: field or first text line the post is
+// approved, without any Approved: it is discarded, and with a wrong
+// password it stays held. This is Mailman's rule; the token alone, which
+// only the moderators were sent, is enough to discard but not to publish.
+// by names the moderator for the record. It returns the post's state
+// afterwards: store.HeldApproved, store.HeldDiscarded, or store.HeldHeld
+// when the password was wrong (or the list has none).
+func (p *Pipeline) ConfirmHeld(ctx context.Context, heldID int64, reply []byte, by string) (string, error) {
+	h, err := p.st.GetHeld(ctx, heldID)
+	if err != nil {
+		return "", err
+	}
+	l, err := p.st.ListByID(ctx, h.ListID)
+	if err != nil {
+		return "", err
+	}
+	password := l.Setting("moderator_password")
+	a := findApproval(reply, decorate.Parse(reply), password)
+	switch {
+	case a.Where == "":
+		return store.HeldDiscarded, p.Discard(ctx, heldID, by)
+	case password == "" || !a.Valid:
+		p.log.Info("held message not approved by mail: wrong moderator password",
+			zap.String("list", l.Address), zap.Int64("held_id", heldID), zap.String("by", by))
+		return store.HeldHeld, nil
+	}
+	return store.HeldApproved, p.Approve(ctx, heldID, by)
+}
+
 func (p *Pipeline) logDecision(h store.Held, action, by, reason string, extra ...zap.Field) {
 	fields := append([]zap.Field{
 		zap.String("list", h.List), zap.Int64("msg_id", h.MessageID), zap.Int64("held_id", h.ID),

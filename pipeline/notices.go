@@ -28,7 +28,11 @@ const maxAttached = 256 << 10
 // holdNotice tells the list's owners and moderators (or the site owner,
 // for a list without any) that a post is held, why, and how to act. The
 // post is attached.
-func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, v Verdict, poster, subject string, post []byte) (store.Notice, bool) {
+//
+// The notice's Reply-To is NAME-confirm+TOKEN, so a moderator can decide
+// by replying, as in Mailman: with the moderator password in an Approved:
+// line the post is approved, without it discarded (see ConfirmHeld).
+func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, token string, v Verdict, poster, subject string, post []byte) (store.Notice, bool) {
 	if len(admins) == 0 && p.owner != "" {
 		admins = []string{p.owner}
 	}
@@ -48,7 +52,16 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, v Ve
 	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(subject)))
 	fmt.Fprintf(&text, "    Reason:   %s: %s\n", v.Rule, v.Reason)
 	fmt.Fprintf(&text, "    Held as:  %d\n\n", heldID)
-	fmt.Fprintf(&text, "To decide, run on the list server:\n\n")
+	confirm := address.Target{List: l.Address, Kind: address.Confirm, Ext: token}.Address(p.delim)
+	if l.Setting("moderator_password") != "" {
+		fmt.Fprintf(&text, "To approve it by mail, reply to this message (the reply goes to\n%s)\n", confirm)
+		fmt.Fprintf(&text, "with this line first in the reply:\n\n    Approved: <the list's moderator password>\n\n")
+		fmt.Fprintf(&text, "A reply without that line discards the post.\n\n")
+	} else {
+		fmt.Fprintf(&text, "To discard it by mail, reply to this message (the reply goes to\n%s).\n", confirm)
+		fmt.Fprintf(&text, "The list has no moderator password, so approving takes the command\nbelow.\n\n")
+	}
+	fmt.Fprintf(&text, "Or run on the list server:\n\n")
 	fmt.Fprintf(&text, "    postlist held approve %d\n", heldID)
 	fmt.Fprintf(&text, "    postlist held reject %d --reason \"...\"\n", heldID)
 	fmt.Fprintf(&text, "    postlist held discard %d\n\n", heldID)
@@ -59,7 +72,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, v Ve
 		fmt.Fprintf(&text, "The held message is %d KiB; its header is attached, and\n`postlist held show %d` prints all of it.\n", len(post)/1024, heldID)
 	}
 	body := p.buildNotice(noticeHeader{
-		from: owner, to: owner, domain: domain,
+		from: owner, to: owner, replyTo: confirm, domain: domain,
 		subject: fmt.Sprintf("%s post from %s requires approval", l.Address, from),
 		auto:    "auto-generated",
 	}, text.String(), attachment)
@@ -133,7 +146,7 @@ func orNone(s string) string {
 }
 
 type noticeHeader struct {
-	from, to, domain, subject, auto, inReplyTo string
+	from, to, replyTo, domain, subject, auto, inReplyTo string
 }
 
 // part is a ready MIME part: header fields and body, CRLF line endings.
@@ -185,6 +198,9 @@ func (p *Pipeline) buildNotice(h noticeHeader, text string, att part) []byte {
 	field := func(name, value string) { b.WriteString(decorate.FormatField(name, value, eol)) }
 	field("From", h.from)
 	field("To", h.to)
+	if h.replyTo != "" {
+		field("Reply-To", h.replyTo)
+	}
 	field("Subject", mime.QEncoding.Encode("utf-8", decorate.OneLine(h.subject)))
 	field("Date", p.st.Now().UTC().Format(time.RFC1123Z))
 	field("Message-ID", "<postlist."+randomToken()+"@"+h.domain+">")

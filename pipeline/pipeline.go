@@ -149,6 +149,11 @@ func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 	return len(items), nil
 }
 
+// HeldTokenLifetime is how long a held post can be decided by mail, as
+// Mailman's moderator_request_life; `postlist held` works as long as the
+// post is held.
+const HeldTokenLifetime = 180 * 24 * time.Hour
+
 // permanentError marks a post that will never process (its list is gone).
 func permanentError(err error) error { return stage.PermanentError{Err: err} }
 
@@ -195,13 +200,18 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	case store.ActionAccept:
 		d.Envelope = p.envelopeFunc(l)
 	case store.ActionHold:
+		tok, err := address.NewToken()
+		if err != nil {
+			return err
+		}
+		d.HeldToken = &store.Token{Token: tok, ExpiresAt: p.st.Now().Add(HeldTokenLifetime)}
 		if l.Bool("admin_immed_notify") {
 			admins, err := p.st.ListAdmins(ctx, l.ID)
 			if err != nil {
 				return err
 			}
 			d.Notices = func(r store.PostResult) []store.Notice {
-				n, ok := p.holdNotice(l, admins, r.HeldID, v, f.Poster, subject, post)
+				n, ok := p.holdNotice(l, admins, r.HeldID, tok, v, f.Poster, subject, post)
 				if !ok {
 					return nil
 				}

@@ -135,6 +135,19 @@ func (e *env) render(d delivery) string {
 	return string(b.Bytes())
 }
 
+// holdStranger posts memberPost from a non-member, runs the pipeline and
+// returns the one held row.
+func (e *env) holdStranger() store.Held {
+	e.t.Helper()
+	e.post("stranger@example.com", strings.Replace(memberPost, "Alice Example <alice@example.com>", "stranger@example.com", 1))
+	e.run()
+	held, err := e.st.HeldMessages(context.Background(), testList)
+	if err != nil || len(held) != 1 {
+		e.t.Fatalf("held = %v, %v", held, err)
+	}
+	return held[0]
+}
+
 // pending counts intake rows of kind post still waiting.
 func (e *env) pending() int {
 	e.t.Helper()
@@ -223,13 +236,7 @@ func TestMemberPostFansOutDecorated(t *testing.T) {
 func TestNonmemberPostHeldThenApproved(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.post("stranger@example.com", strings.Replace(memberPost, "Alice Example <alice@example.com>", "stranger@example.com", 1))
-	e.run()
-	held, err := e.st.HeldMessages(ctx, testList)
-	if err != nil || len(held) != 1 {
-		t.Fatalf("held = %v, %v", held, err)
-	}
-	h := held[0]
+	h := e.holdStranger()
 	if h.Sender != "stranger@example.com" || h.Subject != "Hello list" ||
 		h.Reason != "nonmember-moderation: stranger@example.com is not a member; the list's default_nonmember_action is hold" {
 		t.Errorf("held row %+v", h)
@@ -606,5 +613,99 @@ func checkMIME(t *testing.T, msg string, want int) {
 	}
 	if n != want {
 		t.Errorf("notice has %d entities, want %d:\n%s", n, want, msg)
+	}
+}
+
+// TestHeldDecidedByMail: a hold notice carries a confirmation address in
+// Reply-To, and a moderator's reply to it approves (with the moderator
+// password), discards (without any Approved:) or leaves the post held
+// (wrong password, or a list without one), as Mailman does.
+func TestHeldDecidedByMail(t *testing.T) {
+	tests := []struct {
+		name, password, header, firstLine string
+		want                              string
+	}{
+		{name: "password in a header approves", password: "s3cret", header: "Approved: s3cret", want: store.HeldApproved},
+		{name: "password on the first line approves", password: "s3cret", firstLine: "Approved: s3cret", want: store.HeldApproved},
+		{name: "no Approved discards", password: "s3cret", want: store.HeldDiscarded},
+		{name: "wrong password keeps it held", password: "s3cret", header: "Approved: guess", want: store.HeldHeld},
+		{name: "a list without a password never approves by mail", header: "Approved: anything", want: store.HeldHeld},
+		{name: "a list without a password still discards", want: store.HeldDiscarded},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			if tc.password != "" {
+				e.set("moderator_password", tc.password)
+			}
+			h := e.holdStranger()
+			notice := e.render(e.deliveries()[0])
+			replyTo := decorate.Parse([]byte(notice)).Get("Reply-To")
+			tok, ok := strings.CutPrefix(replyTo, "test-confirm+")
+			tok, ok2 := strings.CutSuffix(tok, "@lists.example.org")
+			if !ok || !ok2 {
+				t.Fatalf("notice Reply-To %q, want test-confirm+TOKEN@lists.example.org", replyTo)
+			}
+			if lt, err := e.st.LiveToken(ctx, tok); err != nil || lt.Kind != store.TokenHeld || lt.Data != fmt.Sprint(h.ID) {
+				t.Fatalf("token %q: %+v, %v; want a live held token for #%d", tok, lt, err, h.ID)
+			}
+			wantText := "Approved: <the list's moderator password>"
+			if tc.password == "" {
+				wantText = "The list has no moderator password"
+			}
+			if !strings.Contains(notice, wantText) {
+				t.Errorf("notice lacks %q:\n%s", wantText, notice)
+			}
+
+			reply := "From: mod@example.com\r\nTo: " + replyTo + "\r\nSubject: Re: held post\r\n"
+			if tc.header != "" {
+				reply += tc.header + "\r\n"
+			}
+			reply += "\r\n"
+			if tc.firstLine != "" {
+				reply += tc.firstLine + "\r\n\r\n"
+			}
+			reply += "> A post to the test@lists.example.org mailing list is held.\r\n"
+			got, err := e.p.ConfirmHeld(ctx, h.ID, []byte(reply), "mail from mod@example.com")
+			if err != nil || got != tc.want {
+				t.Fatalf("ConfirmHeld = %q, %v; want %q", got, err, tc.want)
+			}
+			after, err := e.st.GetHeld(ctx, h.ID)
+			if err != nil || after.State != tc.want {
+				t.Fatalf("held row after: %+v, %v; want state %s", after, err, tc.want)
+			}
+			_, err = e.st.LiveToken(ctx, tok)
+			if spent := errors.Is(err, store.ErrNotFound); spent != (tc.want != store.HeldHeld) {
+				t.Errorf("token spent %v after %s (%v)", spent, tc.want, err)
+			}
+			members := 0
+			for _, d := range e.deliveries() {
+				if d.MessageID == h.MessageID {
+					members++
+				}
+			}
+			if want := map[bool]int{true: 3, false: 0}[tc.want == store.HeldApproved]; members != want {
+				t.Errorf("%d member deliveries, want %d", members, want)
+			}
+		})
+	}
+}
+
+// TestCLIDecisionSpendsTheMailToken: once a post is decided on the command
+// line, the reply route to the same decision no longer exists.
+func TestCLIDecisionSpendsTheMailToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	h := e.holdStranger()
+	tokens, err := e.st.PendingTokens(ctx, testList)
+	if err != nil || len(tokens) != 1 || tokens[0].Kind != store.TokenHeld {
+		t.Fatalf("tokens %+v, %v; want one held token", tokens, err)
+	}
+	if err := e.p.Discard(ctx, h.ID, "cli:tester"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.LiveToken(ctx, tokens[0].Token); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("token after a CLI decision: %v, want gone", err)
 	}
 }

@@ -178,21 +178,8 @@ func TestClaimUsesDueIndex(t *testing.T) {
 	s := openTest(t)
 	// A claim that scans the table would cost a full read of the sent
 	// history per batch; the plan must search the partial index.
-	rows, err := s.r.Query(`EXPLAIN QUERY PLAN SELECT id FROM deliveries
+	plan := queryPlan(t, s, `SELECT id FROM deliveries
 		WHERE state IN ('queued','deferred') AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?`, "x", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
 	joined := strings.Join(plan, "; ")
 	if !strings.Contains(joined, "USING INDEX deliveries_due") || strings.Contains(joined, "TEMP B-TREE") {
 		t.Errorf("claim plan = %q, want an ordered search of deliveries_due", joined)

@@ -27,6 +27,7 @@ type IndexList struct {
 	ListID                 string // RFC 2919 list-id, e.g. test.lists.example.org
 	DefaultNonmemberAction string
 	MaxMessageSize         int64 // KiB as stored (Mailman's unit); 0 means no limit
+	HoldOversize           bool  // oversize_action hold: a big post is held, not refused
 	AcceptUnsignedVERP     bool  // accept_unsigned_verp: Mailman's unsigned -bounces+ form is welcome
 }
 
@@ -111,12 +112,13 @@ func (s *Store) ScanIndex(ctx context.Context, removedSince time.Time, v IndexVi
 			},
 		},
 		{
-			name:  "lists",
-			query: `SELECT id, lower(address), list_id, default_nonmember_action, max_message_size, accept_unsigned_verp FROM lists`,
-			skip:  v.List == nil,
+			name: "lists",
+			query: `SELECT id, lower(address), list_id, default_nonmember_action, max_message_size, accept_unsigned_verp,
+				oversize_action = 'hold' FROM lists`,
+			skip: v.List == nil,
 			do: func(r *sql.Rows) error {
 				var l IndexList
-				if err := r.Scan(&l.ID, &l.Address, &l.ListID, &l.DefaultNonmemberAction, &l.MaxMessageSize, &l.AcceptUnsignedVERP); err != nil {
+				if err := r.Scan(&l.ID, &l.Address, &l.ListID, &l.DefaultNonmemberAction, &l.MaxMessageSize, &l.AcceptUnsignedVERP, &l.HoldOversize); err != nil {
 					return err
 				}
 				return v.List(l)

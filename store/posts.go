@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -227,6 +228,11 @@ type PostDecision struct {
 	Subject string
 	// Envelope gives each member's envelope sender (accept only).
 	Envelope func(member string) string
+	// HeldToken, for ActionHold, is a confirmation token (Token and
+	// ExpiresAt) stored with the held row, so that a moderator can decide
+	// by mail (NAME-confirm+TOKEN); its kind, list and data (the held id)
+	// are filled in here.
+	HeldToken *Token
 	// Notices, when set, returns the notices to store with the decision.
 	// It runs inside the transaction, once the held row exists, so that a
 	// hold notice can name the held message's id; it must not block.
@@ -304,6 +310,13 @@ func (s *Store) RecordPost(ctx context.Context, d PostDecision) (PostResult, err
 			}
 			if res.HeldID, err = r.LastInsertId(); err != nil {
 				return err
+			}
+			if t := d.HeldToken; t != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (token, list_id, kind, address, data, created_at, expires_at)
+					VALUES (?, ?, ?, ?, ?, ?, ?)`, t.Token, d.ListID, TokenHeld, d.Sender, strconv.FormatInt(res.HeldID, 10),
+					now, FormatTime(t.ExpiresAt)); err != nil {
+					return fmt.Errorf("store held-message token: %w", err)
+				}
 			}
 		case ActionReject:
 			event = EventPostRejected
@@ -574,6 +587,11 @@ func (s *Store) DecideHeld(ctx context.Context, d HeldDecision) (HeldResult, err
 		now := s.now()
 		if _, err := tx.ExecContext(ctx, `UPDATE held SET state = ?, decided_at = ?, decided_by = ? WHERE id = ? AND state = 'held'`,
 			d.State, now, d.By, h.ID); err != nil {
+			return err
+		}
+		// Whoever decided, the mail route to this decision is spent.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE kind = ? AND list_id = ? AND data = ?`,
+			TokenHeld, h.ListID, strconv.FormatInt(h.ID, 10)); err != nil {
 			return err
 		}
 		if d.State == HeldApproved {

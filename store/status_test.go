@@ -104,20 +104,7 @@ func TestBacklog(t *testing.T) {
 func TestBacklogUsesIndexes(t *testing.T) {
 	s := openTest(t)
 	for _, q := range []string{backlogDeliveriesSQL, backlogCountsSQL} {
-		rows, err := s.r.Query("EXPLAIN QUERY PLAN " + q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, s, q)
 		used := 0
 		for _, step := range plan {
 			if !strings.HasPrefix(step, "SCAN ") && !strings.HasPrefix(step, "SEARCH ") || step == "SCAN CONSTANT ROW" {

@@ -86,7 +86,7 @@ func (a *app) root() *cobra.Command {
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print data as JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCmd(), a.checkCmd(), a.lookupCmd(), a.genaliasesCmd(),
-		a.domainsCmd(), a.listsCmd(), a.membersCmd(), a.heldCmd(), a.queueCmd(), a.statusCmd(), a.versionCmd())
+		a.domainsCmd(), a.listsCmd(), a.membersCmd(), a.heldCmd(), a.queueCmd(), a.statusCmd(), a.purgeCmd(), a.versionCmd())
 	return root
 }
 
