@@ -116,6 +116,12 @@ type Postfix struct {
 // Site holds site-wide identity.
 type Site struct {
 	Owner string `toml:"owner"`
+	// PendingRequestLife is how long a confirmation request (join,
+	// leave) waits for the person; ModeratorRequestLife how long a request
+	// or a held post can be decided by mail. Mailman's names and
+	// defaults (3 days, 180 days).
+	PendingRequestLife   Duration `toml:"pending_request_life"`
+	ModeratorRequestLife Duration `toml:"moderator_request_life"`
 }
 
 // Log selects the log encoding and level.
@@ -159,8 +165,12 @@ func Default() *Config {
 			PostmapCommand:    "postmap",
 			TransportFileType: "hash",
 		},
-		Site: Site{Owner: "postmaster@localhost"},
-		Log:  Log{Format: "console", Level: "info"},
+		Site: Site{
+			Owner:                "postmaster@localhost",
+			PendingRequestLife:   Duration(3 * 24 * time.Hour),
+			ModeratorRequestLife: Duration(180 * 24 * time.Hour),
+		},
+		Log: Log{Format: "console", Level: "info"},
 	}
 }
 
@@ -309,6 +319,17 @@ func (c *Config) Validate() error {
 	} {
 		if d.v.D() <= 0 {
 			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), "mta", d.key)
+		}
+	}
+	for _, d := range []struct {
+		v   Duration
+		key string
+	}{
+		{c.Site.PendingRequestLife, "pending_request_life"},
+		{c.Site.ModeratorRequestLife, "moderator_request_life"},
+	} {
+		if d.v.D() <= 0 {
+			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), "site", d.key)
 		}
 	}
 	if c.HTTP.Listen != "" {

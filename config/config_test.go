@@ -66,6 +66,7 @@ transport_file_type = "regex"
 
 [site]
 owner = "admin@example.org"
+pending_request_life = "1d"
 
 [log]
 format = "json"
@@ -88,6 +89,8 @@ level = "debug"
 		{"connect timeout", cfg.MTA.SMTPConnectTimeout.D(), 10 * time.Second},
 		{"command timeout (default)", cfg.MTA.SMTPCommandTimeout.D(), 5 * time.Minute},
 		{"data timeout", cfg.MTA.SMTPDataTimeout.D(), 15 * time.Minute},
+		{"pending request life", cfg.Site.PendingRequestLife.D(), 24 * time.Hour},
+		{"moderator request life (default)", cfg.Site.ModeratorRequestLife.D(), 180 * 24 * time.Hour},
 		{"size", cfg.MTA.MaxMessageSize, Size(20 << 20)},
 		{"sessions", cfg.MTA.MaxSessionsPerConnection, 50},
 		{"filetype", cfg.Postfix.TransportFileType, "regex"},
@@ -122,6 +125,7 @@ func TestBadConfigs(t *testing.T) {
 		{"owner", "[site]\nowner = \"nobody\"\n", "bad.toml:2: site.owner: \"nobody\": want an email address"},
 		{"file type", "[postfix]\ntransport_file_type = \"btree\"\n", "bad.toml:2: postfix.transport_file_type"},
 		{"negative", "[mta]\nmax_recipients = -1\n", "bad.toml:2: mta.max_recipients: -1: must not be negative"},
+		{"zero request life", "[site]\nmoderator_request_life = \"0d\"\n", "bad.toml:2: site.moderator_request_life: 0s: must be positive"},
 		{"zero timeout", "[mta]\n\nsmtp_command_timeout = \"0\"\n", "bad.toml:3: mta.smtp_command_timeout: 0s: must be positive"},
 	}
 	for _, c := range cases {

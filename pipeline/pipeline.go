@@ -63,21 +63,25 @@ type Options struct {
 	// PollInterval is how often intake is checked without a Kick; 0
 	// means one second.
 	PollInterval time.Duration
+	// HeldTokenLifetime is how long a held post can be decided by mail;
+	// 0 means DefaultHeldTokenLifetime.
+	HeldTokenLifetime time.Duration
 }
 
 // Pipeline processes posts. Its methods are safe for concurrent use.
 type Pipeline struct {
-	st      *store.Store
-	log     *zap.Logger
-	delim   string
-	baseURL string
-	owner   string
-	secret  []byte
-	signer  address.VERPSigner
-	notify  func()
-	poll    time.Duration
-	kick    stage.Kicker
-	cache   renderCache
+	st       *store.Store
+	log      *zap.Logger
+	delim    string
+	baseURL  string
+	owner    string
+	secret   []byte
+	signer   address.VERPSigner
+	notify   func()
+	poll     time.Duration
+	heldLife time.Duration
+	kick     stage.Kicker
+	cache    renderCache
 
 	failures stage.Failures // for poison posts
 }
@@ -105,6 +109,10 @@ func New(o Options) *Pipeline {
 		notify:  o.Notify,
 		poll:    poll,
 		kick:    stage.NewKicker(),
+	}
+	p.heldLife = o.HeldTokenLifetime
+	if p.heldLife <= 0 {
+		p.heldLife = DefaultHeldTokenLifetime
 	}
 	p.cache.init()
 	if p.baseURL != "" && len(p.secret) == 0 {
@@ -149,10 +157,10 @@ func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 	return len(items), nil
 }
 
-// HeldTokenLifetime is how long a held post can be decided by mail, as
-// Mailman's moderator_request_life; `postlist held` works as long as the
-// post is held.
-const HeldTokenLifetime = 180 * 24 * time.Hour
+// DefaultHeldTokenLifetime is how long a held post can be decided by
+// mail, as Mailman's moderator_request_life; `postlist held` works as
+// long as the post is held.
+const DefaultHeldTokenLifetime = 180 * 24 * time.Hour
 
 // permanentError marks a post that will never process (its list is gone).
 func permanentError(err error) error { return stage.PermanentError{Err: err} }
@@ -204,7 +212,7 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 		if err != nil {
 			return err
 		}
-		d.HeldToken = &store.Token{Token: tok, ExpiresAt: p.st.Now().Add(HeldTokenLifetime)}
+		d.HeldToken = &store.Token{Token: tok, ExpiresAt: p.st.Now().Add(p.heldLife)}
 		if l.Bool("admin_immed_notify") {
 			admins, err := p.st.ListAdmins(ctx, l.ID)
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"postlist/address"
 	"postlist/config"
 	"postlist/store"
 )
@@ -86,7 +87,8 @@ func (a *app) root() *cobra.Command {
 	root.PersistentFlags().BoolVar(&a.json, "json", false, "print data as JSON")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.serveCmd(), a.checkCmd(), a.lookupCmd(), a.genaliasesCmd(),
-		a.domainsCmd(), a.listsCmd(), a.membersCmd(), a.heldCmd(), a.queueCmd(), a.statusCmd(), a.purgeCmd(), a.versionCmd())
+		a.domainsCmd(), a.listsCmd(), a.membersCmd(), a.heldCmd(), a.requestsCmd(), a.queueCmd(), a.statusCmd(),
+		a.eventsCmd(), a.purgeCmd(), a.versionCmd())
 	return root
 }
 
@@ -135,6 +137,35 @@ func exactArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageError{fmt.Errorf("%s: want at most %d argument(s), got %d (usage: %s)", cmd.CommandPath(), n, len(args), cmd.UseLine())}
+		}
+		return nil
+	}
+}
+
+// listAndMember reads the LIST ADDR arguments of verbs about one member.
+func listAndMember(args []string) (list, addr string, err error) {
+	if list, err = listAddress(args[0]); err != nil {
+		return "", "", err
+	}
+	if addr, err = address.Normalize(args[1]); err != nil {
+		return "", "", usageError{err}
+	}
+	return list, addr, nil
+}
+
+// optionalList reads the [LIST] argument of verbs that otherwise cover
+// every list: "" when it is absent.
+func optionalList(args []string) (string, error) {
+	if len(args) == 0 {
+		return "", nil
+	}
+	return listAddress(args[0])
 }
 
 func minArgs(n int) cobra.PositionalArgs {

@@ -27,19 +27,11 @@ func (a *app) heldCmd() *cobra.Command {
 	ls := &cobra.Command{
 		Use:   "ls [LIST]",
 		Short: "list held posts, oldest first (all lists without LIST)",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usageError{fmt.Errorf("%s: want at most 1 argument, got %d (usage: %s)", cmd.CommandPath(), len(args), cmd.UseLine())}
-			}
-			return nil
-		},
+		Args:  maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list := ""
-			if len(args) == 1 {
-				var err error
-				if list, err = listAddress(args[0]); err != nil {
-					return err
-				}
+			list, err := optionalList(args)
+			if err != nil {
+				return err
 			}
 			return a.withStore(cmd, func(ctx context.Context, _ *config.Config, st *store.Store) error {
 				hs, err := st.HeldMessages(ctx, list)

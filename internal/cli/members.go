@@ -54,7 +54,7 @@ func ReadMembers(r io.Reader) ([]store.NewMember, []BadLine, error) {
 }
 
 func (a *app) membersCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "members", Short: "add, remove, list, configure and ban members"}
+	cmd := &cobra.Command{Use: "members", Short: "add, remove, list, configure and ban members; show their bounces"}
 
 	var role, file string
 	add := &cobra.Command{
@@ -211,13 +211,9 @@ func (a *app) membersCmd() *cobra.Command {
 		Short: "change a member setting (" + strings.Join(store.MemberSettingNames(), ", ") + ")",
 		Args:  exactArgs(4),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := listAddress(args[0])
+			list, addr, err := listAndMember(args)
 			if err != nil {
 				return err
-			}
-			addr, err := address.Normalize(args[1])
-			if err != nil {
-				return usageError{err}
 			}
 			return a.withStore(cmd, func(ctx context.Context, _ *config.Config, st *store.Store) error {
 				return st.SetMember(ctx, list, addr, args[2], args[3])
@@ -245,7 +241,7 @@ func (a *app) membersCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, remove, ls, set, ban)
+	cmd.AddCommand(add, remove, ls, set, ban, a.memberBouncesCmd())
 	return cmd
 }
 

@@ -78,12 +78,7 @@ func (a *app) queueCmd() *cobra.Command {
 	retry := &cobra.Command{
 		Use:   "retry [ID]",
 		Short: "make deferred deliveries due now: all of them, or message ID's deferred and failed ones",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return usageError{fmt.Errorf("%s: want at most 1 argument, got %d (usage: %s)", cmd.CommandPath(), len(args), cmd.UseLine())}
-			}
-			return nil
-		},
+		Args:  maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var id int64
 			if len(args) == 1 {
