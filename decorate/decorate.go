@@ -49,7 +49,10 @@ type List struct {
 	// Description, when set, is the List-Id phrase.
 	Description string
 	// SubjectPrefix is added once to subjects ("[Test] "); "" for none.
+	// A %d in it stands for PostNumber, as in Mailman ("[Test %d] ").
 	SubjectPrefix string
+	// PostNumber is the list's number for this post (Mailman's post_id).
+	PostNumber int64
 	// Footer is appended to every post when not empty.
 	Footer string
 	// ArchiveURL, when set, becomes List-Archive.
@@ -153,7 +156,7 @@ func Prepare(orig []byte, l List) (*Prepared, error) {
 		inner = m.Bytes()
 	}
 
-	prefixSubject(m, l.SubjectPrefix)
+	prefixSubject(m, l.SubjectPrefix, l.PostNumber)
 	replyTo(m, l)
 	switch l.DMARCMitigateAction {
 	case "munge_from":
@@ -245,9 +248,9 @@ func cleanse(m *Message) {
 
 // prefixSubject applies the list's subject prefix in place (the Subject
 // field keeps its position).
-func prefixSubject(m *Message, prefix string) {
+func prefixSubject(m *Message, prefix string, number int64) {
 	raw := m.Get("Subject")
-	v, changed := PrefixSubject(raw, m.Has("Subject"), prefix)
+	v, changed := PrefixSubjectNumbered(raw, m.Has("Subject"), prefix, number)
 	if changed {
 		m.Set("Subject", v)
 	}

@@ -97,6 +97,41 @@ func TestFormatField(t *testing.T) {
 	}
 }
 
+// TestPrefixSubjectNumbered: a %d prefix carries this post's number,
+// and the numbered prefix a reply brings along is replaced, not stacked.
+func TestPrefixSubjectNumbered(t *testing.T) {
+	cases := []struct {
+		name, raw string
+		present   bool
+		prefix    string
+		number    int64
+		want      string
+	}{
+		{"first post", "Hello", true, "[Test %d] ", 1, "[Test 1] Hello"},
+		{"reply to an earlier post", "Re: [Test 12] Hello", true, "[Test %d] ", 13, "[Test 13] Re: Hello"},
+		{"reply markers kept as written", "AW: Fwd: [test 3] Hello", true, "[Test %d] ", 4, "[Test 4] AW: Fwd: Hello"},
+		{"a resent post gets its new number", "[Test 7] Hello", true, "[Test %d] ", 9, "[Test 9] Hello"},
+		{"unnumbered form of the prefix", "Re: [Test] Hello", true, "[Test %d] ", 5, "[Test 5] Re: Hello"},
+		{"another list's prefix stays", "[Other 3] Hello", true, "[Test %d] ", 2, "[Test 2] [Other 3] Hello"},
+		{"number alone", "Hello", true, "%d: ", 42, "42: Hello"},
+		{"missing subject", "", false, "[Test %d] ", 1, "[Test 1] (no subject)"},
+		{"encoded reply", "=?utf-8?q?Re:_[Test_2]_Gr=C3=BC=C3=9Fe?=", true, "[Test %d] ", 3, "[Test 3] =?utf-8?q?Re:_Gr=C3=BC=C3=9Fe?="},
+		{"post from before numbering", "Hello", true, "[Test %d] ", 0, "[Test] Hello"},
+		{"no %d: as PrefixSubject", "Re: [Test] Hello", true, "[Test] ", 8, "Re: [Test] Hello"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, changed := PrefixSubjectNumbered(tc.raw, tc.present, tc.prefix, tc.number)
+			if got != tc.want {
+				t.Errorf("PrefixSubjectNumbered(%q, %q, %d) = %q, want %q", tc.raw, tc.prefix, tc.number, got, tc.want)
+			}
+			if changed != (got != tc.raw) {
+				t.Errorf("changed = %v for %q -> %q", changed, tc.raw, got)
+			}
+		})
+	}
+}
+
 func TestPrefixSubject(t *testing.T) {
 	cases := []struct {
 		name, raw string

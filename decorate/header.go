@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -107,6 +108,62 @@ func hasPrefix(subject, prefix string) bool {
 	}
 	s := subject[len(replyMarkers.FindString(subject)):]
 	return len(s) >= len(p) && strings.EqualFold(s[:len(p)], p)
+}
+
+// PrefixSubjectNumbered is PrefixSubject for a prefix that may hold %d,
+// Mailman's post number: %d becomes number, and a numbered prefix of an
+// earlier post, as a reply carries it ("Re: [Test 12] x"), is replaced by
+// this post's, with the reply markers after it ("[Test 13] Re: x"), as
+// Mailman does. A number of 0 (a post accepted before posts were
+// numbered) drops the %d.
+func PrefixSubjectNumbered(raw string, present bool, prefix string, number int64) (string, bool) {
+	if !strings.Contains(prefix, "%d") {
+		return PrefixSubject(raw, present, prefix)
+	}
+	n := ""
+	if number > 0 {
+		n = strconv.FormatInt(number, 10)
+	}
+	expanded := strings.ReplaceAll(prefix, "%d", n)
+	if n == "" {
+		expanded = strings.ReplaceAll(expanded, " ]", "]")
+	}
+	if !present {
+		return PrefixSubject(raw, present, expanded)
+	}
+	decoded := DecodeHeader(raw)
+	markers := replyMarkers.FindString(decoded)
+	rest := decoded[len(markers):]
+	loc := numberedPrefix(prefix).FindStringIndex(rest)
+	if loc == nil {
+		return PrefixSubject(raw, present, expanded)
+	}
+	subject := strings.TrimLeft(rest[loc[1]:], " \t")
+	if m := strings.TrimSpace(markers); m != "" {
+		subject = m + " " + subject
+	}
+	if !isASCII(subject) {
+		subject = mime.QEncoding.Encode("utf-8", subject)
+	}
+	v, _ := PrefixSubject(subject, true, expanded)
+	return v, true
+}
+
+// numberedPrefix matches a prefix holding %d with any number, or none.
+func numberedPrefix(prefix string) *regexp.Regexp {
+	parts := strings.Split(strings.TrimSpace(prefix), "%d")
+	for i, p := range parts {
+		// The spaces around %d are optional: "[Test]" is the prefix
+		// with the number left out.
+		if i > 0 {
+			p = strings.TrimLeft(p, " ")
+		}
+		if i < len(parts)-1 {
+			p = strings.TrimRight(p, " ")
+		}
+		parts[i] = regexp.QuoteMeta(p)
+	}
+	return regexp.MustCompile(`(?i)^` + strings.Join(parts, `\s*\d*\s*`))
 }
 
 // PrefixSubject returns the Subject value with the list's prefix added

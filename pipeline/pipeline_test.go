@@ -709,3 +709,25 @@ func TestCLIDecisionSpendsTheMailToken(t *testing.T) {
 		t.Errorf("token after a CLI decision: %v, want gone", err)
 	}
 }
+
+// TestNumberedSubjectPrefix: with %d in subject_prefix each post the list
+// distributes carries the list's next number (Mailman's post_id), a reply
+// gets its own number in place of the one it quotes.
+func TestNumberedSubjectPrefix(t *testing.T) {
+	e := newEnv(t)
+	e.set("subject_prefix", "[Test %d] ")
+	var ids []int64
+	for _, subject := range []string{"Hello list", "Re: [Test 1] Hello list", "Third"} {
+		ids = append(ids, e.post("alice@example.com", strings.Replace(memberPost, "Subject: Hello list", "Subject: "+subject, 1)))
+		e.run()
+	}
+	got := map[int64]string{}
+	for _, d := range e.deliveries() {
+		got[d.MessageID] = decorate.Parse([]byte(e.render(d))).Get("Subject")
+	}
+	for i, want := range []string{"[Test 1] Hello list", "[Test 2] Re: Hello list", "[Test 3] Third"} {
+		if got[ids[i]] != want {
+			t.Errorf("post %d: Subject %q, want %q", i+1, got[ids[i]], want)
+		}
+	}
+}

@@ -40,13 +40,11 @@ func (p *Pipeline) Render(ctx context.Context, job deliver.Job) (deliver.Message
 	if e.prepared == nil {
 		return deliver.Message{Shared: e.whole}, nil
 	}
+	var r decorate.Recipient
 	if e.verp && len(job.Recipients) == 1 {
-		if u := p.UnsubscribeURL(job.ListID, job.Recipients[0]); u != "" {
-			return deliver.Message{Own: e.prepared.Own(decorate.Recipient{UnsubscribeURL: u}), Shared: e.tail}, nil
-		}
+		r.UnsubscribeURL = p.UnsubscribeURL(job.ListID, job.Recipients[0])
 	}
-	// Without a one-click URL every member gets the same copy.
-	return deliver.Message{Shared: e.whole}, nil
+	return deliver.Message{Own: e.prepared.Own(r), Shared: e.tail}, nil
 }
 
 // prepare loads a message and, for a post, decorates it.
@@ -55,9 +53,9 @@ func (p *Pipeline) prepare(ctx context.Context, messageID, listID int64) (*rende
 	if err != nil {
 		return nil, err
 	}
-	isPost := false
+	isPost, number := false, int64(0)
 	if listID != 0 {
-		if isPost, err = p.st.IsPost(ctx, messageID, listID); err != nil {
+		if number, isPost, err = p.st.PostNumber(ctx, messageID, listID); err != nil {
 			return nil, err
 		}
 	}
@@ -72,13 +70,14 @@ func (p *Pipeline) prepare(ctx context.Context, messageID, listID int64) (*rende
 	if err != nil {
 		return nil, err
 	}
+	facts.PostNumber = number
 	prep, err := decorate.Prepare(body, facts)
 	if err != nil {
 		return nil, err
 	}
 	return &renderEntry{
 		prepared: prep, verp: l.Bool("verp"),
-		whole: deliver.NewShared(prep.For(decorate.Recipient{})), tail: deliver.NewShared(prep.Tail()),
+		tail: deliver.NewShared(prep.Tail()),
 	}, nil
 }
 
@@ -126,7 +125,7 @@ type renderEntry struct {
 	err      error
 	created  time.Time
 	prepared *decorate.Prepared // nil: send as stored
-	whole    *deliver.Shared    // the message as stored, or decorated without a one-click URL
+	whole    *deliver.Shared    // the message as stored (not prepared only)
 	tail     *deliver.Shared    // what follows a member's own fields (prepared only)
 	verp     bool
 }

@@ -121,7 +121,7 @@ var ListSettings = []Setting{
 	{Name: "oversize_action", Kind: KindEnum, Values: []string{"refuse", "hold"}, Help: "posts over max_message_size: refused at SMTP time (552 5.3.4) or held for a moderator as in Mailman"},
 	{Name: "require_explicit_destination", Kind: KindBool, Help: "hold posts that do not name the list in To or Cc"},
 	{Name: "max_num_recipients", Kind: KindInt, Help: "hold posts with this many recipients or more (0: no limit)"},
-	{Name: "subject_prefix", Kind: KindString, Help: "prefix added to subjects, e.g. [test]"},
+	{Name: "subject_prefix", Kind: KindString, Help: "prefix added to subjects, e.g. [test]; %d is the post's number"},
 	{Name: "footer", Kind: KindString, Help: "text appended to every post"},
 	{Name: "archive_url", Kind: KindString, Help: "List-Archive URL"},
 	{Name: "reply_goes_to_list", Kind: KindEnum, Values: []string{"no_munging", "point_to_list", "explicit_header"}, Help: "Reply-To policy"},

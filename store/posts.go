@@ -191,12 +191,24 @@ func (s *Store) FanOutRecipients(ctx context.Context, listID int64, poster strin
 // IsPost reports whether list listID distributes message messageID,
 // i.e. whether delivery must decorate it.
 func (s *Store) IsPost(ctx context.Context, messageID, listID int64) (bool, error) {
-	var n int
-	err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM posts WHERE message_id = ? AND list_id = ?", messageID, listID).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("post record of message %d: %w", messageID, err)
+	_, ok, err := s.PostNumber(ctx, messageID, listID)
+	return ok, err
+}
+
+// PostNumber returns the list's number for a post it distributes
+// (Mailman's post_id: 1 for the list's first post, 0 for posts accepted
+// before posts were numbered), and false when the message is no post of
+// the list.
+func (s *Store) PostNumber(ctx context.Context, messageID, listID int64) (int64, bool, error) {
+	var seq int64
+	err := s.r.QueryRowContext(ctx, "SELECT seq FROM posts WHERE message_id = ? AND list_id = ?", messageID, listID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
 	}
-	return n > 0, nil
+	if err != nil {
+		return 0, false, fmt.Errorf("post record of message %d: %w", messageID, err)
+	}
+	return seq, true, nil
 }
 
 // Notice is a message postlist wrote itself (a hold notice to moderators,
@@ -371,9 +383,14 @@ func acceptPost(ctx context.Context, tx *sql.Tx, now string, p postRow, envelope
 	if p.originalID != 0 && p.originalID != p.messageID {
 		orig = p.originalID
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO posts (list_id, message_id, original_id, sender, subject, rule, reason, accepted_by, recipients, accepted_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.listID, p.messageID, orig, p.sender, p.subject, p.rule, p.reason, p.acceptedBy, n, now)
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO post_sequence (list_id, last) VALUES (?, 1)
+		ON CONFLICT (list_id) DO UPDATE SET last = last + 1 RETURNING last`, p.listID).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("number post: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO posts (list_id, message_id, original_id, sender, subject, rule, reason, accepted_by, recipients, accepted_at, seq)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.listID, p.messageID, orig, p.sender, p.subject, p.rule, p.reason, p.acceptedBy, n, now, seq)
 	if err != nil {
 		return 0, fmt.Errorf("record post: %w", err)
 	}

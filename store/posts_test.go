@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"slices"
 	"strings"
@@ -455,5 +456,51 @@ func TestUnsubscribe(t *testing.T) {
 	}
 	if admins, _ := s.ListAdmins(ctx, l.ID); !slices.Contains(admins, "alice@example.com") {
 		t.Errorf("owner row removed with the member row: %v", admins)
+	}
+}
+
+// TestPostNumbers: each list numbers its posts on its own, from 1, and the
+// numbering goes on when the posts rows are gone (purged).
+func TestPostNumbers(t *testing.T) {
+	s, l, _ := postsFixture(t)
+	ctx := context.Background()
+	other, err := s.CreateList(ctx, "other@lists.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept := func(listID int64) (msgID, seq int64) {
+		t.Helper()
+		msgID, err := s.StoreMessage(ctx, "frank@example.org", []byte("Subject: x\r\n\r\nx\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.tx(ctx, func(tx *sql.Tx) error {
+			_, err := acceptPost(ctx, tx, s.now(), postRow{listID: listID, messageID: msgID, sender: "frank@example.org"}, verpOf)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		seq, ok, err := s.PostNumber(ctx, msgID, listID)
+		if err != nil || !ok {
+			t.Fatalf("PostNumber(%d, %d) = %d, %v, %v", msgID, listID, seq, ok, err)
+		}
+		return msgID, seq
+	}
+	var got []int64
+	for _, id := range []int64{l.ID, l.ID, other.ID, l.ID} {
+		_, seq := accept(id)
+		got = append(got, seq)
+	}
+	if want := []int64{1, 2, 1, 3}; !slices.Equal(got, want) {
+		t.Errorf("post numbers %v, want %v", got, want)
+	}
+	if _, err := s.w.Exec("DELETE FROM posts"); err != nil {
+		t.Fatal(err)
+	}
+	if _, seq := accept(l.ID); seq != 4 {
+		t.Errorf("after the posts rows went: number %d, want 4", seq)
+	}
+	if _, ok, err := s.PostNumber(ctx, 9999, l.ID); ok || err != nil {
+		t.Errorf("PostNumber of no post = %v, %v", ok, err)
 	}
 }
