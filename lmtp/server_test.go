@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"go.uber.org/zap/zaptest/observer"
 
 	"postlist/address"
 	"postlist/reply"
@@ -131,8 +132,15 @@ func TestStoredMessageAndTrace(t *testing.T) {
 	if rows[0].Extension != "tag" || rows[0].Recipient != "test+tag@"+testDomain {
 		t.Errorf("row = %+v", rows[0])
 	}
-	// One log line for the message, joinable with Postfix's log.
-	entries := h.logs.FilterMessage("message queued").All()
+	// One log line for the message, joinable with Postfix's log. It is
+	// written after the 250 went out, so it may lag the reply a little.
+	var entries []observer.LoggedEntry
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		entries = h.logs.FilterMessage("message queued").All()
+		if len(entries) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(entries) != 1 {
 		t.Fatalf("%d 'message queued' log lines, want 1", len(entries))
 	}

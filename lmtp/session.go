@@ -187,13 +187,15 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	res, err := s.srv.commit.Commit(s.srv.ctx, m)
 	if err != nil {
 		tf := reply.TempFail()
-		for _, rc := range env.rcpts {
-			status.SetStatus(rc.addr, tf.SMTPError())
-		}
-		metrics.LMTPReplies(metrics.StageData, tf.Code, len(env.rcpts))
+		// Logged before the replies go out (SetStatus sends each at
+		// once), so that whoever reads the 451 finds the reason logged.
 		s.log.Error("message not stored; answered temporary failure", zap.Error(err),
 			zap.String("queue_id", info.QueueID), zap.String("sender", env.from), zap.Int("rcpts", len(env.rcpts)),
 			zap.Int("size", size), zap.Int("smtp_code", tf.Code), zap.Array("results", outcomes(env.rcpts, &tf, nil)))
+		metrics.LMTPReplies(metrics.StageData, tf.Code, len(env.rcpts))
+		for _, rc := range env.rcpts {
+			status.SetStatus(rc.addr, tf.SMTPError())
+		}
 		return tf.SMTPError()
 	}
 	if s.srv.o.Committed != nil {

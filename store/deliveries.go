@@ -86,8 +86,8 @@ func (s *Store) StoreMessage(ctx context.Context, sender string, body []byte) (i
 	msgID := headerMessageID(body)
 	var id int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, `INSERT INTO messages (message_id, sender, size, body, received_at)
-			VALUES (?, ?, ?, ?, ?)`, msgID, sender, len(body), body, s.now())
+		r, err := tx.ExecContext(ctx, `INSERT INTO messages (id, message_id, sender, size, body, received_at)
+			VALUES (`+nextIDMessages+`, ?, ?, ?, ?, ?)`, msgID, sender, len(body), body, s.now())
 		if err != nil {
 			return err
 		}

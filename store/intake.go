@@ -98,10 +98,10 @@ func (s *Store) Intake(ctx context.Context, m *IntakeMessage) (IntakeResult, err
 // The intake statements. The committer prepares them once on the writer
 // connection; a lone Intake prepares them in its transaction.
 const (
-	insertMessageSQL = `INSERT INTO messages (message_id, sender, queue_id, size, body, received_at)
-		VALUES (?, ?, ?, ?, ?, ?)`
-	insertIntakeSQL = `INSERT INTO intake (message_id, list_id, recipient, kind, extension, received_at)
-		VALUES (?, (SELECT id FROM lists WHERE address = ?), ?, ?, ?, ?)`
+	insertMessageSQL = `INSERT INTO messages (id, message_id, sender, queue_id, size, body, received_at)
+		VALUES (` + nextIDMessages + `, ?, ?, ?, ?, ?, ?)`
+	insertIntakeSQL = `INSERT INTO intake (id, message_id, list_id, recipient, kind, extension, received_at)
+		VALUES (` + nextIDIntake + `, ?, (SELECT id FROM lists WHERE address = ?), ?, ?, ?, ?)`
 )
 
 // intakeWriter holds the statements of one intake transaction.

@@ -291,8 +291,8 @@ func (s *Store) RecordPost(ctx context.Context, d PostDecision) (PostResult, err
 			}
 		}
 		if d.Cleaned != nil {
-			r, err := tx.ExecContext(ctx, `INSERT INTO messages (message_id, sender, queue_id, size, body, received_at)
-				SELECT message_id, sender, queue_id, ?, ?, received_at FROM messages WHERE id = ?`,
+			r, err := tx.ExecContext(ctx, `INSERT INTO messages (id, message_id, sender, queue_id, size, body, received_at)
+				SELECT `+nextIDMessages+`, message_id, sender, queue_id, ?, ?, received_at FROM messages WHERE id = ?`,
 				len(d.Cleaned), d.Cleaned, d.MessageID)
 			if err != nil {
 				return fmt.Errorf("store cleaned post: %w", err)
@@ -315,8 +315,8 @@ func (s *Store) RecordPost(ctx context.Context, d PostDecision) (PostResult, err
 			res.Deliveries = n
 		case ActionHold:
 			event = EventPostHeld
-			r, err := tx.ExecContext(ctx, `INSERT INTO held (message_id, list_id, sender, subject, reason, held_at)
-				VALUES (?, ?, ?, ?, ?, ?)`, res.MessageID, d.ListID, d.Sender, d.Subject, d.Rule+": "+d.Reason, now)
+			r, err := tx.ExecContext(ctx, `INSERT INTO held (id, message_id, list_id, sender, subject, reason, held_at)
+				VALUES (`+nextIDHeld+`, ?, ?, ?, ?, ?, ?)`, res.MessageID, d.ListID, d.Sender, d.Subject, d.Rule+": "+d.Reason, now)
 			if err != nil {
 				return fmt.Errorf("hold post: %w", err)
 			}
@@ -442,7 +442,8 @@ func storeNotices(ctx context.Context, tx *sql.Tx, now string, listID int64, ns 
 		if len(n.Body) == 0 || len(n.Recipients) == 0 {
 			return 0, fmt.Errorf("store notice: %w: empty body or no recipients", ErrInvalid)
 		}
-		r, err := tx.ExecContext(ctx, `INSERT INTO messages (message_id, sender, size, body, received_at) VALUES (?, ?, ?, ?, ?)`,
+		r, err := tx.ExecContext(ctx, `INSERT INTO messages (id, message_id, sender, size, body, received_at)
+			VALUES (`+nextIDMessages+`, ?, ?, ?, ?, ?)`,
 			headerMessageID(n.Body), n.Sender, len(n.Body), n.Body, now)
 		if err != nil {
 			return 0, fmt.Errorf("store notice: %w", err)

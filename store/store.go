@@ -342,3 +342,14 @@ func (s *Store) VERPSigner(ctx context.Context) (address.VERPSigner, error) {
 	}
 	return address.VERPSigner{Key: []byte(v)}, nil
 }
+
+// The id a new messages, intake or held row gets: one above both the
+// largest id in the table and the largest ever deleted from it (the
+// id_floor table, kept by triggers), so that an id is never reused once
+// its row was purged. The writer is the only connection that inserts, one
+// transaction at a time, so the expression cannot race with itself.
+const (
+	nextIDMessages = `(SELECT max(coalesce((SELECT max(id) FROM messages), 0), last) + 1 FROM id_floor WHERE name = 'messages')`
+	nextIDIntake   = `(SELECT max(coalesce((SELECT max(id) FROM intake), 0), last) + 1 FROM id_floor WHERE name = 'intake')`
+	nextIDHeld     = `(SELECT max(coalesce((SELECT max(id) FROM held), 0), last) + 1 FROM id_floor WHERE name = 'held')`
+)
