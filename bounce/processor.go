@@ -114,7 +114,11 @@ func (p *Processor) RunOnce(ctx context.Context) (int, error) {
 	queued := false
 	defer func() { p.wake(queued) }()
 	for _, it := range items {
-		q, err := p.process(ctx, it)
+		var q bool
+		err := stage.Protect(p.log, func() (err error) {
+			q, err = p.process(ctx, it)
+			return err
+		})
 		queued = queued || q
 		if err != nil {
 			if stage.Transient(ctx, err) {

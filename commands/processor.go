@@ -127,7 +127,11 @@ func (p *Processor) RunOnce(ctx context.Context) (int, error) {
 		}
 	}()
 	for _, it := range items {
-		sent, err := p.process(ctx, it)
+		var sent bool
+		err := stage.Protect(p.log, func() (err error) {
+			sent, err = p.process(ctx, it)
+			return err
+		})
 		queued = queued || sent
 		if err != nil {
 			if stage.Transient(ctx, err) {

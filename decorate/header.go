@@ -134,11 +134,11 @@ func PrefixSubjectNumbered(raw string, present bool, prefix string, number int64
 	decoded := DecodeHeader(raw)
 	markers := replyMarkers.FindString(decoded)
 	rest := decoded[len(markers):]
-	loc := numberedPrefix(prefix).FindStringIndex(rest)
-	if loc == nil {
+	end := numberedPrefixEnd(prefix, rest)
+	if end < 0 {
 		return PrefixSubject(raw, present, expanded)
 	}
-	subject := strings.TrimLeft(rest[loc[1]:], " \t")
+	subject := strings.TrimLeft(rest[end:], " \t")
 	if m := strings.TrimSpace(markers); m != "" {
 		subject = m + " " + subject
 	}
@@ -149,21 +149,40 @@ func PrefixSubjectNumbered(raw string, present bool, prefix string, number int64
 	return v, true
 }
 
-// numberedPrefix matches a prefix holding %d with any number, or none.
-func numberedPrefix(prefix string) *regexp.Regexp {
+// numberedPrefixEnd reports where a prefix holding %d ends at the start
+// of s, with any number in place of %d, or none ("[Test]" for
+// "[Test %d]"); -1 when s does not start with it. The spaces around %d
+// are optional; the rest of the prefix matches regardless of case. It
+// compares bytes rather than compiling a pattern: the prefix is an
+// admin's text and need not be UTF-8.
+func numberedPrefixEnd(prefix, s string) int {
 	parts := strings.Split(strings.TrimSpace(prefix), "%d")
-	for i, p := range parts {
-		// The spaces around %d are optional: "[Test]" is the prefix
-		// with the number left out.
-		if i > 0 {
+	i := 0
+	for k, p := range parts {
+		if k > 0 {
+			i = skipSpaces(s, i)
+			for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+				i++
+			}
+			i = skipSpaces(s, i)
 			p = strings.TrimLeft(p, " ")
 		}
-		if i < len(parts)-1 {
+		if k < len(parts)-1 {
 			p = strings.TrimRight(p, " ")
 		}
-		parts[i] = regexp.QuoteMeta(p)
+		if len(s)-i < len(p) || !strings.EqualFold(s[i:i+len(p)], p) {
+			return -1
+		}
+		i += len(p)
 	}
-	return regexp.MustCompile(`(?i)^` + strings.Join(parts, `\s*\d*\s*`))
+	return i
+}
+
+func skipSpaces(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	return i
 }
 
 // PrefixSubject returns the Subject value with the list's prefix added

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -521,9 +522,19 @@ func (c *bodyCache) get(ctx context.Context, st *store.Store, id int64) (*payloa
 	return e.p, e.err
 }
 
-// body returns what j's recipients get, ready to send.
-func (d *Deliverer) body(ctx context.Context, j *job) (*payload, error) {
+// body returns what j's recipients get, ready to send. Decorating a
+// hostile post that trips a bug must not take the daemon down at every
+// restart: a panic in Render becomes an error, and the rows are deferred
+// like any other local failure.
+func (d *Deliverer) body(ctx context.Context, j *job) (p *payload, err error) {
 	if d.o.Render != nil {
+		defer func() {
+			if v := recover(); v != nil {
+				d.log.Error("panic while building a message", zap.Int64("msg_id", j.MessageID), zap.Any("panic", v),
+					zap.ByteString("stack", debug.Stack()))
+				p, err = nil, fmt.Errorf("render message %d: internal error: %v", j.MessageID, v)
+			}
+		}()
 		m, err := d.o.Render(ctx, j.Job)
 		if err != nil {
 			return nil, fmt.Errorf("render message %d: %w", j.MessageID, err)
@@ -533,8 +544,7 @@ func (d *Deliverer) body(ctx context.Context, j *job) (*payload, error) {
 		}
 		return m.payload(), nil
 	}
-	p, err := d.bodies.get(ctx, d.st, j.MessageID)
-	if err != nil {
+	if p, err = d.bodies.get(ctx, d.st, j.MessageID); err != nil {
 		return nil, fmt.Errorf("read message %d: %w", j.MessageID, err)
 	}
 	return p, nil

@@ -495,6 +495,36 @@ func TestRenderBuildsEachMessage(t *testing.T) {
 	}
 }
 
+// TestRenderPanicDefers: a message whose rendering trips a bug is
+// deferred like any local failure, and the deliverer goes on with the
+// others instead of taking the daemon down.
+func TestRenderPanicDefers(t *testing.T) {
+	st, l := openStore(t)
+	sink := testenv.StartSink(t)
+	const bad = "bad@example.com"
+	rcpts := append(members(3), bad)
+	msg := queue(t, st, l, rcpts, true)
+	o := testOptions(t, st, sink.Addr)
+	body := NewShared([]byte("Subject: x\r\n\r\nx\r\n"))
+	o.Render = func(_ context.Context, j Job) (Message, error) {
+		if j.Recipients[0] == bad {
+			panic("boom")
+		}
+		return Message{Shared: body}, nil
+	}
+	start(t, o)
+	rows := settled(t, st, msg, 10*time.Second)
+	for _, r := range rcpts {
+		row := rows[r]
+		switch {
+		case r == bad && (row.State != store.DeliveryDeferred || !strings.Contains(row.LastReply, "internal error: boom")):
+			t.Errorf("%s: %s %q, want deferred with the panic", r, row.State, row.LastReply)
+		case r != bad && row.State != store.DeliverySent:
+			t.Errorf("%s: %s %q, want sent", r, row.State, row.LastReply)
+		}
+	}
+}
+
 func TestRetryPeriodExpiryFails(t *testing.T) {
 	st, l := openStore(t)
 	sink := testenv.StartSink(t)

@@ -29,6 +29,10 @@ type approval struct {
 // in, Mailman's four spellings.
 var approvedFields = []string{"Approved", "Approve", "X-Approved", "X-Approve"}
 
+// approvedLabel finds "Approved:" and its spellings, with the space after
+// it, anywhere in a text part.
+var approvedLabel = regexp.MustCompile(`(?i)(x-)?approved?:\s*`)
+
 // pseudoHeader matches an Approved: line at the top of a text part.
 var pseudoHeader = regexp.MustCompile(`(?i)^\s*(x-)?approved?:\s*(.*?)\s*$`)
 
@@ -83,13 +87,17 @@ func findApproval(msg []byte, m *decorate.Message, password string) approval {
 			break
 		}
 		if value != "" {
-			re := regexp.MustCompile(`(?i)(x-)?approved?:\s*` + regexp.QuoteMeta(value))
+			// The value is the poster's bytes, not necessarily UTF-8, so
+			// it is compared, not compiled into a pattern.
 			for _, p := range parts {
 				if p.subtype == "plain" || p.cte == "base64" {
 					continue
 				}
-				for _, loc := range re.FindAllIndex(msg[p.start:p.end], -1) {
-					cuts = append(cuts, cut{p.start + loc[0], p.start + loc[1]})
+				text := msg[p.start:p.end]
+				for _, loc := range approvedLabel.FindAllIndex(text, -1) {
+					if rest := text[loc[1]:]; len(rest) >= len(value) && bytes.EqualFold(rest[:len(value)], []byte(value)) {
+						cuts = append(cuts, cut{p.start + loc[0], p.start + loc[1] + len(value)})
+					}
 				}
 			}
 		}

@@ -75,6 +75,15 @@ func TestCheckApproval(t *testing.T) {
 				"--b\nContent-Type: text/html\n\n<p></p><p>Hello</p>\n--b--\n",
 		},
 		{
+			// The value is the poster's bytes: not UTF-8 here, which
+			// once made building a pattern from it panic.
+			name: "a wrong password that is not UTF-8", password: pw, where: "the first line of the message text",
+			msg: "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nApproved: \x87\xff\nHello\n" +
+				"--b\nContent-Type: text/html\n\n<p>approved: \x87\xff</p>\n--b--\n",
+			want: "Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nHello\n" +
+				"--b\nContent-Type: text/html\n\n<p></p>\n--b--\n",
+		},
+		{
 			name: "nested mixed", password: pw, valid: true, where: "the first line of the message text",
 			msg: "Content-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: multipart/alternative; boundary=a\n\n" +
 				"--a\nContent-Type: text/plain; charset=utf-8\n\nApproved: s3cret pass\nHi\n--a--\n--m\nContent-Type: image/png\n\nxx\n--m--\n",

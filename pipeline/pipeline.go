@@ -147,7 +147,7 @@ func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, it := range items {
-		if err := p.process(ctx, it); err != nil {
+		if err := stage.Protect(p.log, func() error { return p.process(ctx, it) }); err != nil {
 			if stage.Transient(ctx, err) {
 				return 0, err
 			}

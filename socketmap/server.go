@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -245,6 +246,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) serveConn(c *conn) {
 	defer func() {
+		// A lookup that trips a bug closes its connection (Postfix then
+		// defers the mail with a table lookup error) rather than the
+		// whole daemon.
+		if v := recover(); v != nil {
+			s.log.Error("panic while answering a socketmap lookup; connection closed", zap.Any("panic", v),
+				zap.ByteString("stack", debug.Stack()))
+		}
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()

@@ -229,6 +229,30 @@ func TestBadRequestsCloseTheConnection(t *testing.T) {
 	}
 }
 
+// panicky is an index whose snapshot access trips a bug.
+type panicky struct{}
+
+func (panicky) Snapshot() *index.Snapshot { panic("boom") }
+
+// TestLookupPanicClosesOnlyItsConnection: a lookup that trips a bug
+// closes that connection (Postfix defers the mail) and the server keeps
+// serving.
+func TestLookupPanicClosesOnlyItsConnection(t *testing.T) {
+	_, addr := start(t, panicky{}, Options{})
+	c := dial(t, addr)
+	c.send(string(AppendNetstring(nil, []byte("domains lists.example.org"))))
+	if !c.closed(5 * time.Second) {
+		t.Fatal("connection still open after a panicking lookup")
+	}
+	// The server still accepts: another connection gets as far as the
+	// same panic, and is closed the same way.
+	c2 := dial(t, addr)
+	c2.send(string(AppendNetstring(nil, []byte("domains lists.example.org"))))
+	if !c2.closed(5 * time.Second) {
+		t.Fatal("second connection not served")
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	_, addr := start(t, loaded(t, source()), Options{IdleTimeout: 200 * time.Millisecond})
 	c := dial(t, addr)

@@ -8,6 +8,8 @@ package stage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -81,6 +83,21 @@ func Loop(ctx context.Context, poll time.Duration, kick <-chan struct{}, log *za
 // work later.
 func Transient(ctx context.Context, err error) bool {
 	return ctx.Err() != nil || errors.Is(err, store.ErrReadOnly) || errors.Is(err, store.ErrStorageFailed)
+}
+
+// Protect runs fn and turns a panic in it into an error, logged with its
+// stack. A message that trips a bug then fails like any other bad
+// message (see Failures) instead of taking the daemon down - and with it
+// the milter and the LMTP server - at every restart, since the row would
+// be processed again.
+func Protect(log *zap.Logger, fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("panic while processing; the row counts as failed", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("internal error: %v", v)
+		}
+	}()
+	return fn()
 }
 
 // Failures counts failed attempts at intake rows. The zero value is ready.

@@ -3,11 +3,14 @@ package stage_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"postlist/commands/emailtest"
 	"postlist/internal/stage"
@@ -30,6 +33,30 @@ func TestFailuresGiveUpAfterMaxAttempts(t *testing.T) {
 	}
 	if row := f.Row(t, it); row.Result != "boom" {
 		t.Errorf("result %q", row.Result)
+	}
+}
+
+func TestProtect(t *testing.T) {
+	boom := errors.New("boom")
+	core, logs := observer.New(zap.ErrorLevel)
+	log := zap.New(core)
+	if err := stage.Protect(log, func() error { return nil }); err != nil {
+		t.Errorf("no error: got %v", err)
+	}
+	if err := stage.Protect(log, func() error { return boom }); !errors.Is(err, boom) {
+		t.Errorf("an error passes through: got %v", err)
+	}
+	var items []int
+	err := stage.Protect(log, func() error {
+		_ = items[3] // out of range: panics
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "internal error: runtime error: index out of range") {
+		t.Errorf("a panic: got %v", err)
+	}
+	entries := logs.All()
+	if len(entries) != 1 || !strings.Contains(string(entries[0].ContextMap()["stack"].(string)), "stage_test.go") {
+		t.Errorf("the panic was not logged with its stack: %+v", entries)
 	}
 }
 
