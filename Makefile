@@ -40,8 +40,16 @@ bench: build test-deps
 torture: test-deps
 	$(GO) test -race -count=1 -timeout 60m -v ./reliability/ -torture
 
+# Every fuzz target in turn, FUZZTIME each; a failure stops the run and
+# leaves its input under the package's testdata/fuzz/.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzResolve -fuzztime 60s ./address/
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean:
 	rm -rf bin
