@@ -18,6 +18,11 @@ import (
 type Source interface {
 	ScanIndex(ctx context.Context, removedSince time.Time, v store.IndexVisitor) (int64, error)
 	Generation(ctx context.Context) (int64, error)
+	// Tokens change far more often than the rest (every join, every held
+	// post) and have a counter of their own, so that the index can reload
+	// them alone.
+	TokenGeneration(ctx context.Context) (int64, error)
+	ScanTokens(ctx context.Context, fn func(store.IndexToken) error) (int64, error)
 }
 
 // builder collects one scan into a Snapshot.
@@ -94,9 +99,7 @@ func (b *builder) visitor() store.IndexVisitor {
 			return nil
 		},
 		Token: func(t store.IndexToken) error {
-			if li, ok := b.byID[t.ListID]; ok {
-				b.s.tokens[strings.ToLower(t.Token)] = token{list: li, expires: t.ExpiresAt.UnixNano()}
-			}
+			addToken(b.s.tokens, b.byID, t)
 			return nil
 		},
 		Ban: func(bn store.IndexBan) error {
@@ -156,12 +159,44 @@ func (b *builder) finish(gen int64) *Snapshot {
 func build(ctx context.Context, src Source, res address.Resolver, now func() time.Time, removedWindow time.Duration, signer address.VERPSigner) (*Snapshot, []string, error) {
 	start := time.Now()
 	b := newBuilder(res, now, signer)
+	// Read before the scan: a token added meanwhile then shows as a newer
+	// token generation, and a token reload follows.
+	tokenGen, err := src.TokenGeneration(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build index: %w", err)
+	}
 	gen, err := src.ScanIndex(ctx, now().Add(-removedWindow), b.visitor())
 	if err != nil {
 		return nil, nil, fmt.Errorf("build index: %w", err)
 	}
 	s := b.finish(gen)
+	s.tokenGen = tokenGen
+	s.listByID = b.byID
 	s.loadedAt = time.Now()
 	s.loadTime = s.loadedAt.Sub(start)
 	return s, b.bad, nil
+}
+
+// withTokens returns a copy of cur with its tokens read again: everything
+// else is shared, so a join or a held post costs a scan of the (few) live
+// tokens instead of a rebuild.
+func withTokens(ctx context.Context, src Source, cur *Snapshot) (*Snapshot, error) {
+	tokens := make(map[string]token, len(cur.tokens)+1)
+	gen, err := src.ScanTokens(ctx, func(t store.IndexToken) error {
+		addToken(tokens, cur.listByID, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reload index tokens: %w", err)
+	}
+	next := *cur
+	next.tokens, next.tokenGen = tokens, gen
+	return &next, nil
+}
+
+// addToken files a live token under its list, if the list is known.
+func addToken(tokens map[string]token, byID map[int64]int32, t store.IndexToken) {
+	if li, ok := byID[t.ListID]; ok {
+		tokens[strings.ToLower(t.Token)] = token{list: li, expires: t.ExpiresAt.UnixNano()}
+	}
 }

@@ -187,6 +187,19 @@ func (ix *Index) reloadLocked(ctx context.Context) error {
 	return nil
 }
 
+// reloadTokensLocked swaps in cur with fresh tokens; see withTokens.
+func (ix *Index) reloadTokensLocked(ctx context.Context, cur *Snapshot) {
+	next, err := withTokens(ctx, ix.src, cur)
+	if err != nil {
+		if ctx.Err() == nil {
+			ix.noteFailure(err)
+		}
+		return
+	}
+	ix.cur.Store(next)
+	ix.log.Debug("index tokens reloaded", zap.Int64("token_generation", next.tokenGen), zap.Int("tokens", len(next.tokens)))
+}
+
 func (ix *Index) noteFailure(err error) {
 	now := time.Now()
 	if !ix.failing || now.Sub(ix.lastFailLog) >= time.Minute {
@@ -227,7 +240,17 @@ func (ix *Index) refresh(ctx context.Context) {
 		}
 		return
 	}
+	tg, err := ix.src.TokenGeneration(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			ix.noteFailure(err)
+		}
+		return
+	}
 	if cur != nil && !ix.failing && cur.gen == g && time.Since(cur.loadedAt) < ix.opts.MaxAge {
+		if cur.tokenGen != tg {
+			ix.reloadTokensLocked(ctx, cur)
+		}
 		return
 	}
 	// A script running the CLI in a loop changes the generation at every

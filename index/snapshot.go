@@ -119,6 +119,8 @@ type token struct {
 // rather than guess.
 type Snapshot struct {
 	gen      int64
+	tokenGen int64           // the token generation tokens was read at
+	listByID map[int64]int32 // list id -> index into info, for token reloads
 	loadedAt time.Time
 	loadTime time.Duration
 	res      address.Resolver

@@ -177,22 +177,10 @@ func (s *Store) ScanIndex(ctx context.Context, removedSince time.Time, v IndexVi
 		},
 		{
 			name:  "tokens",
-			query: `SELECT list_id, token, expires_at FROM tokens WHERE expires_at > ?`,
+			query: liveTokensSQL,
 			args:  []any{s.now()},
 			skip:  v.Token == nil,
-			do: func(r *sql.Rows) error {
-				var t IndexToken
-				var exp string
-				if err := r.Scan(&t.ListID, &t.Token, &exp); err != nil {
-					return err
-				}
-				at, err := ParseTime(exp)
-				if err != nil {
-					return fmt.Errorf("token expiry %q: %w", exp, err)
-				}
-				t.ExpiresAt = at
-				return v.Token(t)
-			},
+			do:    func(r *sql.Rows) error { return scanIndexToken(r, v.Token) },
 		},
 		{
 			name:  "bans",
@@ -230,4 +218,60 @@ func scanRows(ctx context.Context, tx *sql.Tx, query string, args []any, do func
 		}
 	}
 	return classify(rows.Err())
+}
+
+// liveTokensSQL reads the tokens the milter must know: those not expired.
+const liveTokensSQL = `SELECT list_id, token, expires_at FROM tokens WHERE expires_at > ?`
+
+func scanIndexToken(r *sql.Rows, fn func(IndexToken) error) error {
+	var t IndexToken
+	var exp string
+	if err := r.Scan(&t.ListID, &t.Token, &exp); err != nil {
+		return err
+	}
+	at, err := ParseTime(exp)
+	if err != nil {
+		return fmt.Errorf("token expiry %q: %w", exp, err)
+	}
+	t.ExpiresAt = at
+	return fn(t)
+}
+
+// TokenGeneration is the counter of token changes, apart from Generation:
+// tokens change with every join and held post, and the index reloads only
+// its token map for them (see ScanTokens).
+func (s *Store) TokenGeneration(ctx context.Context) (int64, error) {
+	var g int64
+	if err := s.r.QueryRowContext(ctx, "SELECT tokens FROM generation WHERE id = 1").Scan(&g); err != nil {
+		return 0, fmt.Errorf("read token generation: %w", classify(err))
+	}
+	return g, nil
+}
+
+// ScanTokens passes fn every live token and returns the token generation
+// they were read at (the same read transaction).
+func (s *Store) ScanTokens(ctx context.Context, fn func(IndexToken) error) (int64, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("scan tokens: begin: %w", classify(err))
+	}
+	defer tx.Rollback()
+	var gen int64
+	if err := tx.QueryRowContext(ctx, "SELECT tokens FROM generation WHERE id = 1").Scan(&gen); err != nil {
+		return 0, fmt.Errorf("scan tokens: generation: %w", classify(err))
+	}
+	rows, err := tx.QueryContext(ctx, liveTokensSQL, s.now())
+	if err != nil {
+		return 0, fmt.Errorf("scan tokens: %w", classify(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scanIndexToken(rows, fn); err != nil {
+			return 0, fmt.Errorf("scan tokens: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("scan tokens: %w", classify(err))
+	}
+	return gen, nil
 }

@@ -263,7 +263,8 @@ func classify(err error) error {
 }
 
 // Generation is a counter bumped by triggers on every change to domains,
-// lists, members, bans and tokens. The daemon polls it (one indexed read) to
+// lists, members and bans (tokens have their own, TokenGeneration). The
+// daemon polls it (one indexed read) to
 // notice CLI edits within a second without a restart.
 func (s *Store) Generation(ctx context.Context) (int64, error) {
 	var g int64

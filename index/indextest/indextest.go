@@ -45,6 +45,25 @@ func (s *Source) Generation(context.Context) (int64, error) {
 	return s.gen, nil
 }
 
+// TokenGeneration implements index.Source. Bump moves it together with
+// the generation, so a change here always rebuilds the whole index.
+func (s *Source) TokenGeneration(ctx context.Context) (int64, error) { return s.Generation(ctx) }
+
+// ScanTokens implements index.Source.
+func (s *Source) ScanTokens(_ context.Context, fn func(store.IndexToken) error) (int64, error) {
+	s.Lock()
+	defer s.Unlock()
+	if s.Err != nil {
+		return 0, s.Err
+	}
+	for _, x := range s.Tokens {
+		if err := fn(x); err != nil {
+			return 0, err
+		}
+	}
+	return s.gen, nil
+}
+
 // ScanIndex implements index.Source. Tokens are passed whatever their
 // expiry, so tests can check that the index itself refuses expired ones.
 func (s *Source) ScanIndex(_ context.Context, _ time.Time, v store.IndexVisitor) (int64, error) {
@@ -140,6 +159,14 @@ func (s Synthetic) PerList(i int) int {
 
 // Generation implements index.Source; a Synthetic source never changes.
 func (Synthetic) Generation(context.Context) (int64, error) { return 1, nil }
+
+// TokenGeneration implements index.Source: Synthetic has no tokens.
+func (Synthetic) TokenGeneration(context.Context) (int64, error) { return 1, nil }
+
+// ScanTokens implements index.Source: Synthetic has no tokens.
+func (Synthetic) ScanTokens(context.Context, func(store.IndexToken) error) (int64, error) {
+	return 1, nil
+}
 
 // ScanIndex implements index.Source.
 func (s Synthetic) ScanIndex(_ context.Context, _ time.Time, v store.IndexVisitor) (int64, error) {
