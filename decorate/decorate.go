@@ -63,6 +63,10 @@ type List struct {
 	ReplyToAddress string
 	// DMARCMitigateAction is no_mitigation, munge_from or wrap_message.
 	DMARCMitigateAction string
+	// Personalize is Mailman's personalize: with "full", each member's
+	// copy is addressed To: them, and the list goes to Cc (unless
+	// Reply-To already points to it) so that replying to all reaches it.
+	Personalize string
 
 	// The list's robot addresses. Empty ones are derived from Address
 	// (NAME-request@DOMAIN and so on); the caller sets them when it knows
@@ -80,6 +84,9 @@ type Recipient struct {
 	// message goes to many members): List-Unsubscribe is then mailto
 	// only, without List-Unsubscribe-Post.
 	UnsubscribeURL string
+	// Address is the member a copy is for, on a personalized list; ""
+	// for a copy that goes to several members.
+	Address string
 }
 
 func (l *List) fill() error {
@@ -130,6 +137,10 @@ type Prepared struct {
 	tail  []byte // header fields after it, the empty line and the body
 	leave string
 	eol   string
+	// personal: personalize full; To: is written per copy, origTo for a
+	// copy to several members.
+	personal bool
+	origTo   string
 }
 
 // Decorate is Prepare followed by For, for one recipient.
@@ -167,6 +178,17 @@ func Prepare(orig []byte, l List) (*Prepared, error) {
 	if strings.TrimSpace(l.Footer) != "" {
 		addFooter(m, l.Footer)
 	}
+	var origTo string
+	personal := l.Personalize == "full"
+	if personal {
+		// To: is written per copy (see appendOwn); the original stays
+		// for copies to several members.
+		origTo = strings.Join(m.Values("To"), ", ")
+		m.Del("To")
+		if l.ReplyGoesToList != "point_to_list" {
+			appendAddress(m, "Cc", formatAddress(l.DisplayName, l.Address))
+		}
+	}
 
 	eol := m.EOL
 	var head, tail bytes.Buffer
@@ -188,7 +210,7 @@ func Prepare(orig []byte, l List) (*Prepared, error) {
 	tail.WriteString(FormatField("X-BeenThere", l.Address, eol))
 	tail.Write(m.separator())
 	tail.Write(m.Body)
-	return &Prepared{head: head.Bytes(), tail: tail.Bytes(), leave: l.LeaveAddress, eol: eol}, nil
+	return &Prepared{head: head.Bytes(), tail: tail.Bytes(), leave: l.LeaveAddress, eol: eol, personal: personal, origTo: origTo}, nil
 }
 
 // For returns the message for one recipient: Own followed by Tail.
@@ -221,6 +243,14 @@ func (p *Prepared) appendOwn(out []byte, r Recipient) []byte {
 		fields += FormatField("List-Unsubscribe-Post", "List-Unsubscribe=One-Click", p.eol)
 	}
 	out = append(out, p.head...)
+	if p.personal {
+		switch {
+		case r.Address != "" && !strings.ContainsAny(r.Address, "\r\n<>"):
+			fields = FormatField("To", r.Address, p.eol) + fields
+		case p.origTo != "":
+			fields = FormatField("To", p.origTo, p.eol) + fields
+		}
+	}
 	return append(out, fields...)
 }
 

@@ -374,3 +374,44 @@ func TestGoldenIsValidMIME(t *testing.T) {
 		}
 	}
 }
+
+// TestPersonalizeFull: with personalize full each member's copy is To:
+// them, the list moves to Cc (unless Reply-To points to it already), and
+// a copy for several members keeps the original To.
+func TestPersonalizeFull(t *testing.T) {
+	cases := []struct {
+		name, replyGoesToList string
+		r                     Recipient
+		wantTo, wantCc        string
+	}{
+		{"one member", "no_munging", Recipient{Address: "bob@example.net"}, "bob@example.net", "Test <test@lists.example.org>"},
+		{"several members", "no_munging", Recipient{}, "test@lists.example.org", "Test <test@lists.example.org>"},
+		{"reply-to already the list", "point_to_list", Recipient{Address: "bob@example.net"}, "bob@example.net", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := testList()
+			l.Personalize = "full"
+			l.ReplyGoesToList = tc.replyGoesToList
+			p, err := Prepare(readInput(t, "plain"), l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := Parse(p.For(tc.r))
+			if to := m.Values("To"); len(to) != 1 || to[0] != tc.wantTo {
+				t.Errorf("To %q, want [%q]", to, tc.wantTo)
+			}
+			if cc := m.Get("Cc"); cc != tc.wantCc {
+				t.Errorf("Cc %q, want %q", cc, tc.wantCc)
+			}
+		})
+	}
+	// Without full, To is the poster's, untouched.
+	p, err := Prepare(readInput(t, "plain"), testList())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := Parse(p.For(Recipient{Address: "bob@example.net"})); m.Get("To") != "test@lists.example.org" || m.Has("Cc") {
+		t.Errorf("not personalized: To %q Cc %q", m.Get("To"), m.Get("Cc"))
+	}
+}

@@ -731,3 +731,25 @@ func TestNumberedSubjectPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestPersonalizeFullAddressesEachMember: the list setting reaches the
+// rendering: every member's copy is To: that member.
+func TestPersonalizeFullAddressesEachMember(t *testing.T) {
+	e := newEnv(t)
+	e.set("personalize", "full")
+	e.post("alice@example.com", memberPost)
+	e.run()
+	ds := e.deliveries()
+	if len(ds) != 3 {
+		t.Fatalf("deliveries %v", ds)
+	}
+	for _, d := range ds {
+		m := decorate.Parse([]byte(e.render(d)))
+		if to := m.Values("To"); len(to) != 1 || to[0] != d.Recipient {
+			t.Errorf("copy for %s: To %q", d.Recipient, to)
+		}
+		if !strings.Contains(m.Get("Cc"), "test@lists.example.org") {
+			t.Errorf("copy for %s: Cc %q lacks the list", d.Recipient, m.Get("Cc"))
+		}
+	}
+}

@@ -43,6 +43,7 @@ func (p *Pipeline) Render(ctx context.Context, job deliver.Job) (deliver.Message
 	var r decorate.Recipient
 	if e.verp && len(job.Recipients) == 1 {
 		r.UnsubscribeURL = p.UnsubscribeURL(job.ListID, job.Recipients[0])
+		r.Address = job.Recipients[0]
 	}
 	return deliver.Message{Own: e.prepared.Own(r), Shared: e.tail}, nil
 }
@@ -94,6 +95,7 @@ func (p *Pipeline) decorateFacts(ctx context.Context, l *store.List) (decorate.L
 		ReplyGoesToList:     l.Setting("reply_goes_to_list"),
 		ReplyToAddress:      l.Setting("reply_to_address"),
 		DMARCMitigateAction: l.Setting("dmarc_mitigate_action"),
+		Personalize:         l.Setting("personalize"),
 	}
 	// A neighbouring list called NAME-join (NAME-leave) owns that address;
 	// the -subscribe (-unsubscribe) alias is then the one that reaches

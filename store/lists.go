@@ -127,7 +127,7 @@ var ListSettings = []Setting{
 	{Name: "reply_goes_to_list", Kind: KindEnum, Values: []string{"no_munging", "point_to_list", "explicit_header"}, Help: "Reply-To policy"},
 	{Name: "reply_to_address", Kind: KindString, Help: "Reply-To for explicit_header"},
 	{Name: "dmarc_mitigate_action", Kind: KindEnum, Values: []string{"no_mitigation", "munge_from", "wrap_message"}, Help: "DMARC mitigation"},
-	{Name: "personalize", Kind: KindEnum, Values: []string{"none", "individual", "full"}, Help: "per-member header personalisation"},
+	{Name: "personalize", Kind: KindEnum, Values: []string{"none", "individual", "full"}, Help: "full: each member's copy is To: them, the list in Cc (verp lists); none and individual change no header"},
 	{Name: "verp", Kind: KindBool, Help: "one SMTP transaction per member with a VERP return path (no: bulk by domain)"},
 	{Name: "subscription_policy", Kind: KindEnum, Values: []string{"open", "confirm", "moderate", "confirm_then_moderate", "closed"}, Help: "how people join"},
 	{Name: "unsubscription_policy", Kind: KindEnum, Values: []string{"open", "confirm", "moderate", "confirm_then_moderate"}, Help: "how people leave"},
