@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
+	"postlist/commands"
 	"postlist/decorate"
 	"postlist/internal/stage"
 	"postlist/store"
@@ -268,9 +269,14 @@ func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSe
 			DefaultNonmemberAction: l.Setting("default_nonmember_action"),
 			RequireExplicitDest:    l.Bool("require_explicit_destination"),
 			MaxNumRecipients:       l.Int("max_num_recipients"),
+			Administrivia:          l.Bool("administrivia"),
+			RequestAddress:         address.Target{List: l.Address, Kind: address.Request}.Address(p.delim),
 		},
 		Msg:  m,
 		Size: size,
+	}
+	if f.List.Administrivia {
+		f.Text, _ = commands.TextBody(body)
 	}
 	f.Senders, f.Poster = senders(m, envSender)
 	rows, err := p.st.PostingMembers(ctx, l.ID, f.Senders)

@@ -32,6 +32,8 @@ type listFacts struct {
 	DefaultNonmemberAction string
 	RequireExplicitDest    bool
 	MaxNumRecipients       int
+	Administrivia          bool
+	RequestAddress         string // NAME-request@DOMAIN, for reasons
 }
 
 // facts are what the rules look at. Everything that needs the database
@@ -58,6 +60,9 @@ type facts struct {
 	Banned string
 	// Approval is the outcome of the moderator password check.
 	Approval approval
+	// Text is the first text/plain part, decoded, for the administrivia
+	// check.
+	Text string
 }
 
 // rule is one named posting rule. check returns the action to take and
@@ -77,6 +82,7 @@ var rules = []rule{
 	{"max-size", ruleMaxSize},
 	{"member-moderation", ruleMemberModeration},
 	{"nonmember-moderation", ruleNonmemberModeration},
+	{"administrivia", ruleAdministrivia},
 	{"implicit-destination", ruleImplicitDestination},
 	{"max-recipients", ruleMaxRecipients},
 }
@@ -288,4 +294,50 @@ func countRecipients(m *decorate.Message) int {
 		}
 	}
 	return n
+}
+
+// commandArgs are the email commands whose appearance in a post makes it
+// administrivia, with the argument counts that make a line one (Mailman's
+// table, plus join and leave, postlist's own words for the same).
+var commandArgs = map[string][2]int{
+	"confirm": {1, 1}, "help": {0, 0}, "info": {0, 0}, "lists": {0, 0}, "options": {0, 0},
+	"password": {2, 2}, "remove": {0, 0}, "set": {3, 3}, "subscribe": {0, 3}, "unsubscribe": {0, 1},
+	"who": {0, 2}, "join": {0, 3}, "leave": {0, 1},
+}
+
+// administriviaLines is how many non-blank lines of the text are read, as
+// in Mailman.
+const administriviaLines = 10
+
+// ruleAdministrivia holds a post whose Subject, or one of the first lines
+// of its text, reads like a command for the list's robot: "unsubscribe"
+// sent to the whole list by mistake, which every member would otherwise
+// receive.
+func ruleAdministrivia(f *facts) (string, string) {
+	if !f.List.Administrivia {
+		return "", ""
+	}
+	lines := []string{decorate.DecodeHeader(f.Msg.Get("Subject"))}
+	n := 0
+	for line := range strings.SplitSeq(f.Text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if n++; n > administriviaLines {
+			break
+		}
+		lines = append(lines, line)
+	}
+	for _, line := range lines {
+		words := strings.Fields(line)
+		if len(words) == 0 {
+			continue
+		}
+		cmd := strings.ToLower(words[0])
+		if limits, ok := commandArgs[cmd]; ok && len(words)-1 >= limits[0] && len(words)-1 <= limits[1] {
+			return store.ActionHold, fmt.Sprintf("the message reads like a command for the list's robot (%q); commands go to %s",
+				decorate.OneLine(strings.TrimSpace(line)), f.List.RequestAddress)
+		}
+	}
+	return "", ""
 }

@@ -20,6 +20,7 @@ func baseFacts(header string) *facts {
 			Domains: []string{"lists.example.org", "lists.example.net"}, Delimiters: "+",
 			MaxMessageKiB: 40, DefaultMemberAction: "defer", DefaultNonmemberAction: "hold",
 			RequireExplicitDest: true, MaxNumRecipients: 10,
+			Administrivia: true, RequestAddress: "test-request@lists.example.org",
 		},
 		Msg:     decorate.Parse([]byte(header + "\r\nbody\r\n")),
 		Size:    1000,
@@ -188,11 +189,31 @@ func TestRuleMaxRecipients(t *testing.T) {
 	})
 }
 
+func TestRuleAdministrivia(t *testing.T) {
+	text := func(s string) func(*facts) {
+		return func(f *facts) { f.Text = s }
+	}
+	runRuleCases(t, ruleAdministrivia, []ruleCase{
+		{name: "ordinary post", mod: text("Hello everybody,\nsee you tomorrow.\n")},
+		{name: "unsubscribe in the subject", header: "From: a@example.com\r\nSubject: unsubscribe\r\n",
+			action: store.ActionHold, reason: `("unsubscribe"); commands go to test-request@lists.example.org`},
+		{name: "encoded subject", header: "From: a@example.com\r\nSubject: =?utf-8?q?UNSUBSCRIBE?=\r\n", action: store.ActionHold},
+		{name: "subscribe with an address", mod: text("\n\nsubscribe bob@example.com\n"), action: store.ActionHold, reason: "subscribe bob@example.com"},
+		{name: "too many arguments is prose", mod: text("Unsubscribe me from this list right now please\n")},
+		{name: "help takes no argument", mod: text("help me with this\n")},
+		{name: "help alone", mod: text("help\n"), action: store.ActionHold},
+		{name: "tenth non-blank line counts", mod: text(strings.Repeat("line\n\n", 9) + "leave\n"), action: store.ActionHold},
+		{name: "eleventh does not", mod: text(strings.Repeat("line\n", 10) + "leave\n")},
+		{name: "switched off", header: "From: a@example.com\r\nSubject: unsubscribe\r\n",
+			mod: func(f *facts) { f.List.Administrivia = false }},
+	})
+}
+
 // TestChainOrder checks that rules run in the documented order: the first
 // rule that decides wins.
 func TestChainOrder(t *testing.T) {
 	want := []string{"loop", "banned", "emergency", "approved", "max-size", "member-moderation",
-		"nonmember-moderation", "implicit-destination", "max-recipients"}
+		"nonmember-moderation", "administrivia", "implicit-destination", "max-recipients"}
 	if got := RuleNames(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("rules %v, want %v", got, want)
 	}
@@ -219,6 +240,8 @@ func TestChainOrder(t *testing.T) {
 			mod: func(f *facts) { f.Member.ModerationAction = "accept" }, rule: "member-moderation", action: store.ActionAccept},
 		{name: "member defer reaches destination check", header: "From: a@example.com\r\nTo: x@example.com\r\n",
 			rule: "implicit-destination", action: store.ActionHold},
+		{name: "administrivia before destination check", header: "From: a@example.com\r\nTo: x@example.com\r\nSubject: help\r\n",
+			rule: "administrivia", action: store.ActionHold},
 		{name: "nonmember held before destination check", header: "From: a@example.com\r\nTo: x@example.com\r\n",
 			mod: func(f *facts) { f.Member = nil }, rule: "nonmember-moderation", action: store.ActionHold},
 	}

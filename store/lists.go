@@ -119,6 +119,7 @@ var ListSettings = []Setting{
 	{Name: "moderator_password", Kind: KindString, Secret: true, Help: "password for Approved: headers"},
 	{Name: "max_message_size", Kind: KindInt, Help: "KiB; larger posts are refused or held, see oversize_action (0: no limit)"},
 	{Name: "oversize_action", Kind: KindEnum, Values: []string{"refuse", "hold"}, Help: "posts over max_message_size: refused at SMTP time (552 5.3.4) or held for a moderator as in Mailman"},
+	{Name: "administrivia", Kind: KindBool, Help: "hold posts that read like commands for the robot (unsubscribe, help, ...)"},
 	{Name: "require_explicit_destination", Kind: KindBool, Help: "hold posts that do not name the list in To or Cc"},
 	{Name: "max_num_recipients", Kind: KindInt, Help: "hold posts with this many recipients or more (0: no limit)"},
 	{Name: "subject_prefix", Kind: KindString, Help: "prefix added to subjects, e.g. [test]; %d is the post's number"},
