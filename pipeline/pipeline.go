@@ -278,6 +278,21 @@ func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSe
 	if f.List.Administrivia {
 		f.Text, _ = commands.TextBody(body)
 	}
+	hms, err := p.st.HeaderMatches(ctx, l.Address)
+	if err != nil {
+		return nil, err
+	}
+	for _, hm := range hms {
+		re, err := store.CompileHeaderPattern(hm.Pattern)
+		if err != nil {
+			// Checked when added; a pattern that no longer compiles
+			// is skipped, not a reason to stop the post.
+			p.log.Warn("header check ignored: pattern does not compile", zap.String("list", l.Address),
+				zap.Int64("header_match", hm.ID), zap.Error(err))
+			continue
+		}
+		f.HeaderMatches = append(f.HeaderMatches, headerMatch{hm, re})
+	}
 	f.Senders, f.Poster = senders(m, envSender)
 	rows, err := p.st.PostingMembers(ctx, l.ID, f.Senders)
 	if err != nil {

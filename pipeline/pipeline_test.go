@@ -753,3 +753,19 @@ func TestPersonalizeFullAddressesEachMember(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderMatchHoldsAMemberPost: the list's header checks are read for
+// every post and apply to members whose posts are not accepted outright.
+func TestHeaderMatchHoldsAMemberPost(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.st.AddHeaderMatch(ctx, testList, "subject", "^hello", store.ActionHold); err != nil {
+		t.Fatal(err)
+	}
+	e.post("alice@example.com", memberPost)
+	e.run()
+	held, err := e.st.HeldMessages(ctx, testList)
+	if err != nil || len(held) != 1 || !strings.HasPrefix(held[0].Reason, "header-match: header check #1: subject matches") {
+		t.Fatalf("held = %+v, %v; want the post held by the header check", held, err)
+	}
+}

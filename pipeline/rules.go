@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"postlist/address"
@@ -63,6 +64,14 @@ type facts struct {
 	// Text is the first text/plain part, decoded, for the administrivia
 	// check.
 	Text string
+	// HeaderMatches are the list's header checks, compiled, in order.
+	HeaderMatches []headerMatch
+}
+
+// headerMatch is a store.HeaderMatch ready to use.
+type headerMatch struct {
+	store.HeaderMatch
+	re *regexp.Regexp
 }
 
 // rule is one named posting rule. check returns the action to take and
@@ -81,6 +90,7 @@ var rules = []rule{
 	{"approved", ruleApproved},
 	{"max-size", ruleMaxSize},
 	{"member-moderation", ruleMemberModeration},
+	{"header-match", ruleHeaderMatch},
 	{"nonmember-moderation", ruleNonmemberModeration},
 	{"administrivia", ruleAdministrivia},
 	{"implicit-destination", ruleImplicitDestination},
@@ -337,6 +347,22 @@ func ruleAdministrivia(f *facts) (string, string) {
 		if limits, ok := commandArgs[cmd]; ok && len(words)-1 >= limits[0] && len(words)-1 <= limits[1] {
 			return store.ActionHold, fmt.Sprintf("the message reads like a command for the list's robot (%q); commands go to %s",
 				decorate.OneLine(strings.TrimSpace(line)), f.List.RequestAddress)
+		}
+	}
+	return "", ""
+}
+
+// ruleHeaderMatch applies the list's header checks (Mailman's
+// header_matches) in order: the first whose field matches decides. It
+// runs after member-moderation, as in Mailman, so a member whose posts are
+// accepted outright is not checked, and before the non-member rule, so a
+// check can catch spam from anyone else.
+func ruleHeaderMatch(f *facts) (string, string) {
+	for _, hm := range f.HeaderMatches {
+		for _, v := range f.Msg.Values(hm.Header) {
+			if hm.re.MatchString(decorate.DecodeHeader(v)) {
+				return hm.Action, fmt.Sprintf("header check #%d: %s matches %q", hm.ID, hm.Header, hm.Pattern)
+			}
 		}
 	}
 	return "", ""

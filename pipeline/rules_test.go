@@ -209,11 +209,37 @@ func TestRuleAdministrivia(t *testing.T) {
 	})
 }
 
+func TestRuleHeaderMatch(t *testing.T) {
+	checks := func(hms ...store.HeaderMatch) func(*facts) {
+		return func(f *facts) {
+			for _, hm := range hms {
+				re, err := store.CompileHeaderPattern(hm.Pattern)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.HeaderMatches = append(f.HeaderMatches, headerMatch{hm, re})
+			}
+		}
+	}
+	spam := store.HeaderMatch{ID: 1, Header: "x-spam-flag", Pattern: "^yes$", Action: store.ActionHold}
+	pills := store.HeaderMatch{ID: 2, Header: "subject", Pattern: "cheap pills", Action: store.ActionDiscard}
+	runRuleCases(t, ruleHeaderMatch, []ruleCase{
+		{name: "no checks"},
+		{name: "no match", mod: checks(spam, pills)},
+		{name: "field matches, any case", header: "From: a@example.com\r\nX-Spam-Flag: YES\r\n", mod: checks(spam, pills),
+			action: store.ActionHold, reason: `header check #1: x-spam-flag matches "^yes$"`},
+		{name: "encoded subject is decoded", header: "From: a@example.com\r\nSubject: =?utf-8?q?Cheap_Pills?=\r\n", mod: checks(spam, pills),
+			action: store.ActionDiscard, reason: "#2"},
+		{name: "first matching check decides", header: "From: a@example.com\r\nX-Spam-Flag: yes\r\nSubject: cheap pills\r\n",
+			mod: checks(pills, spam), action: store.ActionDiscard},
+	})
+}
+
 // TestChainOrder checks that rules run in the documented order: the first
 // rule that decides wins.
 func TestChainOrder(t *testing.T) {
 	want := []string{"loop", "banned", "emergency", "approved", "max-size", "member-moderation",
-		"nonmember-moderation", "administrivia", "implicit-destination", "max-recipients"}
+		"header-match", "nonmember-moderation", "administrivia", "implicit-destination", "max-recipients"}
 	if got := RuleNames(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("rules %v, want %v", got, want)
 	}

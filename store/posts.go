@@ -47,7 +47,10 @@ const (
 	EventHeldApproved  = "held_approved"
 	EventHeldRejected  = "held_rejected"
 	EventHeldDiscarded = "held_discarded"
-	EventMemberRemoved = "member_removed"
+
+	EventHeaderMatchAdded   = "header_match_added"
+	EventHeaderMatchRemoved = "header_match_removed"
+	EventMemberRemoved      = "member_removed"
 )
 
 // ListByID returns a list by row id.

@@ -213,7 +213,7 @@ func (a *app) listsCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(create, remove, show, ls, set)
+	cmd.AddCommand(create, remove, show, ls, set, a.headerMatchCmd())
 	return cmd
 }
 
