@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -146,6 +147,21 @@ func maxArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// printRows prints rows as JSON with --json ([] rather than null when
+// there are none), else as a table: the header, then one line per row,
+// columns separated by tabs.
+func printRows[T any](a *app, rows []T, header string, line func(T) string) error {
+	if a.json {
+		return a.printJSON(nonNil(rows))
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, line(r))
+	}
+	return tw.Flush()
 }
 
 // listAndMember reads the LIST ADDR arguments of verbs about one member.

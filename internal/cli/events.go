@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -57,15 +56,9 @@ func (a *app) eventsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(nonNil(evs))
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "AT\tLIST\tADDRESS\tKIND\tDETAIL")
-				for _, e := range evs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At, dash(e.List), dash(e.Address), e.Kind, dash(cell(e.Detail, 90)))
-				}
-				return tw.Flush()
+				return printRows(a, evs, "AT\tLIST\tADDRESS\tKIND\tDETAIL", func(e store.Event) string {
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", e.At, dash(e.List), dash(e.Address), e.Kind, dash(cell(e.Detail, 90)))
+				})
 			})
 		},
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -34,15 +33,9 @@ func (a *app) headerMatchCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(nonNil(hms))
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tHEADER\tPATTERN\tACTION")
-				for _, h := range hms {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", h.ID, h.Header, cell(h.Pattern, 60), h.Action)
-				}
-				return tw.Flush()
+				return printRows(a, hms, "ID\tHEADER\tPATTERN\tACTION", func(h store.HeaderMatch) string {
+					return fmt.Sprintf("%d\t%s\t%s\t%s", h.ID, h.Header, cell(h.Pattern, 60), h.Action)
+				})
 			})
 		},
 	}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/user"
 	"strconv"
-	"text/tabwriter"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -38,16 +37,10 @@ func (a *app) heldCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(nonNil(hs))
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tLIST\tFROM\tSUBJECT\tREASON\tHELD AT\tSIZE")
-				for _, h := range hs {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", h.ID, h.List, dash(h.Sender),
+				return printRows(a, hs, "ID\tLIST\tFROM\tSUBJECT\tREASON\tHELD AT\tSIZE", func(h store.Held) string {
+					return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%d", h.ID, h.List, dash(h.Sender),
 						dash(heldClip(h.Subject, 40)), heldClip(h.Reason, 70), h.HeldAt, h.Size)
-				}
-				return tw.Flush()
+				})
 			})
 		},
 	}

@@ -74,15 +74,9 @@ func (a *app) domainsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(nonNil(ds))
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "DOMAIN\tALIAS OF\tLISTS")
-				for _, d := range ds {
-					fmt.Fprintf(tw, "%s\t%s\t%d\n", d.Name, dash(d.AliasOf), d.Lists)
-				}
-				return tw.Flush()
+				return printRows(a, ds, "DOMAIN\tALIAS OF\tLISTS", func(d store.Domain) string {
+					return fmt.Sprintf("%s\t%s\t%d", d.Name, dash(d.AliasOf), d.Lists)
+				})
 			})
 		},
 	}

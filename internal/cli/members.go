@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -191,16 +190,10 @@ func (a *app) membersCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json {
-					return a.printJSON(nonNil(ms))
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ADDRESS\tNAME\tROLE\tDELIVERY\tMODERATION\tBOUNCE SCORE")
-				for _, m := range ms {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f\n", m.Address, dash(m.DisplayName), m.Role,
+				return printRows(a, ms, "ADDRESS\tNAME\tROLE\tDELIVERY\tMODERATION\tBOUNCE SCORE", func(m store.Member) string {
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%.1f", m.Address, dash(m.DisplayName), m.Role,
 						m.DeliveryStatus, dash(m.ModerationAction), m.BounceScore)
-				}
-				return tw.Flush()
+				})
 			})
 		},
 	}

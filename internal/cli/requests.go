@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -53,16 +52,10 @@ func (a *app) requestsCmd() *cobra.Command {
 						ts = append(ts, t)
 					}
 				}
-				if a.json {
-					return a.printJSON(nonNil(ts))
-				}
-				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TOKEN\tLIST\tKIND\tADDRESS\tNAME\tCREATED\tEXPIRES")
-				for _, t := range ts {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortToken(t.Token), t.List, requestKind(t), t.Address,
+				return printRows(a, ts, "TOKEN\tLIST\tKIND\tADDRESS\tNAME\tCREATED\tEXPIRES", func(t store.Token) string {
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", shortToken(t.Token), t.List, requestKind(t), t.Address,
 						dash(cell(t.DisplayName, 30)), store.FormatTime(t.CreatedAt), store.FormatTime(t.ExpiresAt))
-				}
-				return tw.Flush()
+				})
 			})
 		},
 	}
