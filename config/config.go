@@ -310,26 +310,17 @@ func (c *Config) Validate() error {
 		return bad("must be positive", "mta", "max_message_size")
 	}
 	for _, d := range []struct {
-		v   Duration
-		key string
+		v            Duration
+		section, key string
 	}{
-		{c.MTA.SMTPConnectTimeout, "smtp_connect_timeout"},
-		{c.MTA.SMTPCommandTimeout, "smtp_command_timeout"},
-		{c.MTA.SMTPDataTimeout, "smtp_data_timeout"},
+		{c.MTA.SMTPConnectTimeout, "mta", "smtp_connect_timeout"},
+		{c.MTA.SMTPCommandTimeout, "mta", "smtp_command_timeout"},
+		{c.MTA.SMTPDataTimeout, "mta", "smtp_data_timeout"},
+		{c.Site.PendingRequestLife, "site", "pending_request_life"},
+		{c.Site.ModeratorRequestLife, "site", "moderator_request_life"},
 	} {
 		if d.v.D() <= 0 {
-			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), "mta", d.key)
-		}
-	}
-	for _, d := range []struct {
-		v   Duration
-		key string
-	}{
-		{c.Site.PendingRequestLife, "pending_request_life"},
-		{c.Site.ModeratorRequestLife, "moderator_request_life"},
-	} {
-		if d.v.D() <= 0 {
-			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), "site", d.key)
+			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), d.section, d.key)
 		}
 	}
 	if c.HTTP.Listen != "" {
