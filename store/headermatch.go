@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -43,11 +44,7 @@ func (s *Store) AddHeaderMatch(ctx context.Context, list, header, pattern, actio
 	if action == "" {
 		action = ActionHold
 	}
-	ok := false
-	for _, a := range headerMatchActions {
-		ok = ok || a == action
-	}
-	if !ok {
+	if !slices.Contains(headerMatchActions, action) {
 		return HeaderMatch{}, fmt.Errorf("%w: action %q: want %s", ErrInvalid, action, strings.Join(headerMatchActions, ", "))
 	}
 	l, err := s.GetList(ctx, list)

@@ -328,9 +328,10 @@ func (s *Store) LeaveList(ctx context.Context, listID int64, addr, by string, no
 }
 
 // PurgeExpiredTokens deletes the requests that expired, each with an
-// event, and returns how many there were. Expired tokens are already
-// refused everywhere; deleting them keeps the table, and the address
-// index built from it, small.
+// event, and the expired tokens of held posts (no event: the held post
+// itself stays, for the command line), and returns how many tokens went.
+// Expired tokens are already refused everywhere; deleting them keeps the
+// table, and the address index built from it, small.
 func (s *Store) PurgeExpiredTokens(ctx context.Context) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -366,8 +367,13 @@ func (s *Store) PurgeExpiredTokens(ctx context.Context) (int, error) {
 				return err
 			}
 		}
-		n = len(all)
-		return nil
+		r, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE kind = 'held' AND expires_at <= ?", now)
+		if err != nil {
+			return err
+		}
+		held, err := r.RowsAffected()
+		n = len(all) + int(held)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("purge expired requests: %w", err)

@@ -225,27 +225,12 @@ func (s *Store) purgeMessage(ctx context.Context, id int64, batch int) (PurgeSta
 	return st, nil
 }
 
-// purgeTokens deletes the expired tokens. Requests go through
-// PurgeExpiredTokens, which records a token_expired event for each (the
-// command processor runs it too; whichever comes first writes the event);
-// it leaves held-post tokens alone, which are deleted here without one:
-// an expired token is refused everywhere, so keeping it serves nothing.
+// purgeTokens deletes the expired tokens, as the command processor also
+// does hourly (whichever comes first writes the expiry events).
 func (s *Store) purgeTokens(ctx context.Context) (int64, error) {
 	n, err := s.PurgeExpiredTokens(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
-	var held int64
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		r, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE kind = 'held' AND expires_at <= ?", s.now())
-		if err != nil {
-			return err
-		}
-		held, err = r.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return int64(n), fmt.Errorf("purge: expired held-post tokens: %w", err)
-	}
-	return int64(n) + held, nil
+	return int64(n), nil
 }
