@@ -88,11 +88,15 @@ func TestQueueDeliveriesQueuesBadRowsWithTheGood(t *testing.T) {
 		{Recipient: "", EnvelopeFrom: "x@y"},
 		{Recipient: "a@b\r\nRCPT TO:<c@d>", EnvelopeFrom: "x@y"},
 		{Recipient: "a@b", EnvelopeFrom: "x@y>"},
+		{Recipient: `"a<b"@example.com`, EnvelopeFrom: `"test-bounces+a<b=example.com"@lists.example.org`},
 		{Recipient: `"a>b"@example.com`, EnvelopeFrom: "x@y"},
 		{Recipient: "good2@example.com", EnvelopeFrom: "x@y"},
 	}
 	if err := s.QueueDeliveries(context.Background(), msg, list, rows); err != nil {
 		t.Fatalf("one bad row failed the whole batch: %v", err)
+	}
+	if err := s.QueueDeliveries(context.Background(), msg, list, []NewDelivery{{Recipient: "c@d", EnvelopeFrom: "x@y\r\nRSET"}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an envelope sender with a line break: err = %v, want ErrInvalid", err)
 	}
 	ds, err := s.MessageDeliveries(context.Background(), msg)
 	if err != nil {
