@@ -69,12 +69,12 @@ func failedAlone(t *testing.T, st *store.Store, msg int64, rcpts []string, bad m
 // at the same domain and so in the same bulk transaction, are delivered.
 func TestUndeliverableRowsFailAlone(t *testing.T) {
 	bad := map[string]string{
-		`"a>b"@example0.com`:                    "needs quotes",
-		`"john smith"@example1.com`:             "needs quotes",
+		`"a>b"@example0.com`:                     "needs quotes",
+		`"john smith"@example1.com`:              "needs quotes",
 		"evil@example2.com\r\nRCPT TO:<x@y.com>": "control character",
-		"jörg@example0.com":                     "non-ASCII",
-		"user@[192.0.2.1]":                      "literal",
-		"":                                      "empty",
+		"jörg@example0.com":                      "non-ASCII",
+		"user@[192.0.2.1]":                       "literal",
+		"":                                       "empty",
 	}
 	for _, verp := range []bool{true, false} {
 		t.Run(fmt.Sprintf("verp=%v", verp), func(t *testing.T) {
