@@ -332,8 +332,9 @@ func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stal
 		fail(verdict{state: store.DeliveryDeferred, reply: fmt.Sprintf("lost connection %s: %v", stage, err)})
 	}
 	c := s.c
-	// The store refuses such rows; checked again because a line break in
-	// an address would inject commands into the session.
+	// screen has failed such rows already; checked again here, next to
+	// the writes, because a line break in an address would inject
+	// commands into the session.
 	for _, a := range append([]string{j.EnvelopeFrom}, j.Recipients...) {
 		if strings.ContainsAny(a, "\r\n<>") {
 			fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown, reply: fmt.Sprintf("local error: invalid address %q", a)})
