@@ -182,6 +182,9 @@ func TestJoinRefusals(t *testing.T) {
 		{"already pending", func(t *testing.T, e *env) {
 			e.send(t, "bob@example.net", "test-join@lists.example.org", "", "")
 		}, "bob@example.net", "already has a pending subscription request", false},
+		// Its VERP return path would need quoting: refused with the reason
+		// (the reply itself then fails alone at delivery).
+		{"undeliverable address", func(*testing.T, *env) {}, `"a>b"@example.net`, "cannot be subscribed: a local part that needs quotes", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

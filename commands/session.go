@@ -149,6 +149,17 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 		s.sayForced("join: %s is one of the list's own addresses", target)
 		return false, nil
 	}
+	if err := address.Deliverable(target); err != nil {
+		// The store would refuse the request; saying why here gives the
+		// sender a reply instead of a failed message.
+		reason := err.Error()
+		var se *address.SyntaxError
+		if errors.As(err, &se) {
+			reason = se.Reason
+		}
+		s.sayForced("join: %s cannot be subscribed: %s", clipLine(target), reason)
+		return false, nil
+	}
 	l := s.l
 	if l.Setting("subscription_policy") == "closed" {
 		s.sayForced("%s does not accept subscription requests by mail; ask its owners at %s", l.Address, s.owner())

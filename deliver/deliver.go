@@ -12,6 +12,10 @@
 //     exponential back-off until the retry period ends, then failed.
 //   - 5xx: failed, and a bounce is recorded against the member (scored
 //     unless it is a policy refusal such as a spam or DMARC rejection).
+//   - an address no server could be asked to take (address.Deliverable;
+//     a member stored before members add checked it): failed before any
+//     SMTP, alone, with the same event and a scored bounce. It never
+//     shares a transaction, so the other members' copies go out.
 //
 // Personalized (VERP) delivery needs no special case: every row then has
 // its own envelope sender, so every transaction carries one recipient.
@@ -104,7 +108,8 @@ type Options struct {
 	// transaction (for personalized lists, once per member) and should
 	// cache what it reads, and return the part every member gets as a
 	// Shared kept across calls, so its wire form is made once. nil sends
-	// the stored message unchanged.
+	// the stored message unchanged. An error wrapping ErrRecipient fails
+	// the job's rows at once; any other error (or a panic) defers them.
 	Render func(ctx context.Context, job Job) (Message, error)
 
 	// Timeouts: connecting, each command's reply, the reply after the
@@ -123,6 +128,13 @@ type Options struct {
 	FlushRows     int
 	FlushInterval time.Duration
 }
+
+// ErrRecipient, wrapped in an error from Options.Render, says that the
+// message cannot be built for this job's recipients and never will be
+// (something about the member makes the decoration impossible). Their
+// rows then fail at once, with an event and an unscored bounce, instead of
+// being retried for the whole retry period like other render errors.
+var ErrRecipient = errors.New("the message cannot be built for this recipient")
 
 // Job is one SMTP transaction: a message for one or more recipients with
 // one envelope sender.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"postlist/address"
 	"postlist/metrics"
 	"postlist/store"
 )
@@ -66,7 +67,17 @@ func (d *Deliverer) worker(ctx, hard context.Context, jobs <-chan *job, outs cha
 // its outcomes to outs and returns the session to use next (nil if it was
 // closed).
 func (d *Deliverer) deliver(ctx context.Context, s *session, j *job, outs chan<- store.DeliveryOutcome) *session {
+	if j = d.screen(j, outs); j == nil {
+		return s
+	}
 	body, err := d.body(ctx, j)
+	if errors.Is(err, ErrRecipient) {
+		// Retrying cannot help: the rows fail, the rest of the fan-out
+		// is unaffected. Not scored, since the fault may be ours.
+		d.finish(j, allSame(j, verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown,
+			reply: "local error: " + oneLine(err.Error())}), outs)
+		return s
+	}
 	if err != nil {
 		d.log.Error("cannot build message; deferring", zap.Int64("msg_id", j.MessageID), zap.String("list", j.List), zap.Error(err))
 		d.finish(j, allSame(j, verdict{state: store.DeliveryDeferred, reply: "local error: " + err.Error()}), outs)
@@ -106,6 +117,67 @@ func (d *Deliverer) deliver(ctx context.Context, s *session, j *job, outs chan<-
 		d.finish(j, vs, outs)
 		return s
 	}
+}
+
+// screen fails, each on its own, the rows of j that no SMTP server could
+// be asked to take, and returns a job for the others (nil if none is
+// left). Such rows come from members stored before members add checked
+// addresses (see address.Deliverable), or put into the database by hand;
+// sending them would have the smart host refuse the command (or worse, a
+// line break would inject commands), and in a bulk transaction take the
+// other recipients down with them.
+//
+// A recipient that is not deliverable fails like a 5xx for its mailbox:
+// a permanent, scored bounce, so that bounce processing treats it as it
+// would a server's 550. A bad envelope sender is about the message, not
+// its recipients, and is not scored.
+func (d *Deliverer) screen(j *job, outs chan<- store.DeliveryOutcome) *job {
+	fromErr := checkEnvelopeFrom(j.EnvelopeFrom)
+	var bad, good *job
+	var vs []verdict
+	for i, r := range j.rows {
+		var v verdict
+		if err := address.Deliverable(r.Recipient); err != nil {
+			v = verdict{state: store.DeliveryFailed, bounce: store.BouncePermanent, scored: true,
+				reply: "local error: recipient not deliverable: " + oneLine(err.Error())}
+		} else if fromErr != nil {
+			v = verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown,
+				reply: "local error: envelope sender not usable: " + oneLine(fromErr.Error())}
+		} else {
+			if good == nil {
+				good = &job{Job: j.Job}
+				good.Recipients = nil
+			}
+			good.rows = append(good.rows, r)
+			good.Recipients = append(good.Recipients, j.Recipients[i])
+			continue
+		}
+		if bad == nil {
+			bad = &job{Job: j.Job}
+		}
+		bad.rows = append(bad.rows, r)
+		vs = append(vs, v)
+	}
+	if bad == nil {
+		return j
+	}
+	d.finish(bad, vs, outs)
+	return good
+}
+
+// checkEnvelopeFrom refuses what cannot follow MAIL FROM:< on one line. It
+// is looser than address.Deliverable because a VERP local part is longer
+// than 64 octets by design; "" is the null sender.
+func checkEnvelopeFrom(from string) error {
+	for i := 0; i < len(from); i++ {
+		if c := from[i]; c < 0x20 || c == 0x7f || c == '<' || c == '>' {
+			return fmt.Errorf("%q contains %q", from, c)
+		}
+	}
+	if from != "" && !strings.Contains(from, "@") {
+		return fmt.Errorf("%q has no @", from)
+	}
+	return nil
 }
 
 // allSame gives every row of j the same verdict.
@@ -260,8 +332,9 @@ func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stal
 		fail(verdict{state: store.DeliveryDeferred, reply: fmt.Sprintf("lost connection %s: %v", stage, err)})
 	}
 	c := s.c
-	// The store refuses such rows; checked again because a line break in
-	// an address would inject commands into the session.
+	// screen has failed such rows already; checked again here, next to
+	// the writes, because a line break in an address would inject
+	// commands into the session.
 	for _, a := range append([]string{j.EnvelopeFrom}, j.Recipients...) {
 		if strings.ContainsAny(a, "\r\n<>") {
 			fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown, reply: fmt.Sprintf("local error: invalid address %q", a)})

@@ -77,16 +77,38 @@ func TestQueueDeliveriesIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestQueueDeliveriesRejectsBadInput(t *testing.T) {
+// TestQueueDeliveriesQueuesBadRowsWithTheGood: one undeliverable address
+// in a fan-out must not make the whole fan-out (and the post) fail; the
+// rows are queued, for the deliverer to fail one by one.
+func TestQueueDeliveriesQueuesBadRowsWithTheGood(t *testing.T) {
 	s := openTest(t)
 	list, msg := deliveryFixture(t, s)
-	for _, r := range []NewDelivery{
+	rows := []NewDelivery{
+		{Recipient: "good1@example.com", EnvelopeFrom: "x@y"},
 		{Recipient: "", EnvelopeFrom: "x@y"},
 		{Recipient: "a@b\r\nRCPT TO:<c@d>", EnvelopeFrom: "x@y"},
 		{Recipient: "a@b", EnvelopeFrom: "x@y>"},
-	} {
-		if err := s.QueueDeliveries(context.Background(), msg, list, []NewDelivery{r}); !errors.Is(err, ErrInvalid) {
-			t.Errorf("%+v: err = %v, want ErrInvalid", r, err)
+		{Recipient: `"a<b"@example.com`, EnvelopeFrom: `"test-bounces+a<b=example.com"@lists.example.org`},
+		{Recipient: `"a>b"@example.com`, EnvelopeFrom: "x@y"},
+		{Recipient: "good2@example.com", EnvelopeFrom: "x@y"},
+	}
+	if err := s.QueueDeliveries(context.Background(), msg, list, rows); err != nil {
+		t.Fatalf("one bad row failed the whole batch: %v", err)
+	}
+	if err := s.QueueDeliveries(context.Background(), msg, list, []NewDelivery{{Recipient: "c@d", EnvelopeFrom: "x@y\r\nRSET"}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an envelope sender with a line break: err = %v, want ErrInvalid", err)
+	}
+	ds, err := s.MessageDeliveries(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, d := range ds {
+		got[d.Recipient] = d.State
+	}
+	for _, r := range rows {
+		if got[r.Recipient] != DeliveryQueued {
+			t.Errorf("%q: state %q, want queued", r.Recipient, got[r.Recipient])
 		}
 	}
 }

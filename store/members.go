@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"postlist/address"
 )
 
 // Roles a subscriber row can have.
@@ -49,14 +51,22 @@ type AddResult struct {
 	Existing []string `json:"existing,omitempty"`
 }
 
-// AddMembers adds addresses (already validated and normalised) with one
-// role, in one transaction: either all good rows land or none do.
+// AddMembers adds addresses (already normalised) with one role, in one
+// transaction: either all rows land or none do. An address postlist could
+// not deliver to (address.Deliverable) is refused with ErrInvalid and the
+// reason, before anything is written: a member that every post would fail
+// for is better refused at the door than found in the delivery log.
 // progress, if not nil, is called as rows are written so the CLI can draw
 // a bar for large imports.
 func (s *Store) AddMembers(ctx context.Context, list string, role string, ms []NewMember, progress func(done int)) (AddResult, error) {
 	var res AddResult
 	if !ValidRole(role) {
 		return res, fmt.Errorf("%w: role %q: want one of %s", ErrInvalid, role, strings.Join(Roles, ", "))
+	}
+	for _, m := range ms {
+		if err := address.Deliverable(m.Address); err != nil {
+			return res, fmt.Errorf("add members to %s: %w: %w", list, ErrInvalid, err)
+		}
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		lid, err := listID(ctx, tx, list)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"postlist/address"
 )
 
 // This file holds what the email interface writes and reads: pending
@@ -96,6 +98,13 @@ func tokenEvent(t Token) (kind, detail string) {
 func (s *Store) AddToken(ctx context.Context, t Token, notices []Notice) error {
 	if !validTokenKind(t.Kind) || t.Token == "" || t.Address == "" || t.ListID == 0 {
 		return fmt.Errorf("add token: %w: kind %q, address %q", ErrInvalid, t.Kind, t.Address)
+	}
+	if t.Kind == TokenSubscribe {
+		// The confirmation request would fail, and the member it makes
+		// would fail every post: refused with the same rule as members add.
+		if err := address.Deliverable(t.Address); err != nil {
+			return fmt.Errorf("add token: %w: %w", ErrInvalid, err)
+		}
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		return addToken(ctx, tx, s.now(), t, notices)
@@ -245,6 +254,11 @@ func (s *Store) CompleteToken(ctx context.Context, c TokenCompletion) (TokenResu
 		}
 		switch c.Action {
 		case TokenSubscribe:
+			// A request stored before the rule existed still may not
+			// make an undeliverable member.
+			if err := address.Deliverable(t.Address); err != nil {
+				return fmt.Errorf("add member: %w: %w", ErrInvalid, err)
+			}
 			r, err := tx.ExecContext(ctx, `INSERT INTO members (list_id, address, display_name, role, created_at)
 				VALUES (?, ?, ?, 'member', ?) ON CONFLICT (list_id, address, role) DO NOTHING`,
 				t.ListID, t.Address, t.DisplayName, now)

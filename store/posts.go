@@ -401,13 +401,21 @@ func acceptPost(ctx context.Context, tx *sql.Tx, now string, p postRow, envelope
 }
 
 // insertDeliveries is QueueDeliveries inside a caller's transaction, with
-// the same checks, the same order (by envelope sender, then recipient
-// domain, which bulk delivery relies on to group recipients) and the same
-// idempotence. It returns how many rows were new.
+// the same order (by envelope sender, then recipient domain, which bulk
+// delivery relies on to group recipients) and the same idempotence. It
+// returns how many rows were new.
+//
+// Recipients are not judged here: one undeliverable member (stored before
+// members add checked addresses, or by hand) must not make the whole
+// fan-out fail, and with it the post. The deliverer checks every row
+// before it speaks SMTP and fails a bad one alone, with its event and
+// bounce row. An envelope sender with a line break can only come from a
+// broken caller (VERP falls back to the plain -bounces address for a
+// member it cannot parse), so that is still refused.
 func insertDeliveries(ctx context.Context, tx *sql.Tx, now string, messageID, listID int64, rows []NewDelivery) (int, error) {
 	for _, r := range rows {
-		if r.Recipient == "" || strings.ContainsAny(r.Recipient, "\r\n<>") || strings.ContainsAny(r.EnvelopeFrom, "\r\n<>") {
-			return 0, fmt.Errorf("queue deliveries of message %d: %w: recipient %q from %q", messageID, ErrInvalid, r.Recipient, r.EnvelopeFrom)
+		if strings.ContainsAny(r.EnvelopeFrom, "\r\n") {
+			return 0, fmt.Errorf("queue deliveries of message %d: %w: envelope sender %q", messageID, ErrInvalid, r.EnvelopeFrom)
 		}
 	}
 	sorted := slices.Clone(rows)

@@ -39,17 +39,32 @@ func ReadMembers(r io.Reader) ([]store.NewMember, []BadLine, error) {
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
 		}
-		name, addr, err := address.ParseMailbox(text)
+		m, err := parseMember(text)
 		if err != nil {
 			bad = append(bad, BadLine{Line: n, Text: text, Reason: err.Error()})
 			continue
 		}
-		good = append(good, store.NewMember{Address: addr, DisplayName: name})
+		good = append(good, m)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, nil, fmt.Errorf("read line %d: %w", n+1, err)
 	}
 	return good, bad, nil
+}
+
+// parseMember reads one member entry ("addr" or "Name <addr>") and refuses
+// an address postlist could not deliver to, with the same rule the store
+// applies (address.Deliverable), so that such a line is reported with its
+// number while the good ones are still added.
+func parseMember(text string) (store.NewMember, error) {
+	name, addr, err := address.ParseMailbox(text)
+	if err != nil {
+		return store.NewMember{}, err
+	}
+	if err := address.Deliverable(addr); err != nil {
+		return store.NewMember{}, err
+	}
+	return store.NewMember{Address: addr, DisplayName: name}, nil
 }
 
 func (a *app) membersCmd() *cobra.Command {
@@ -58,7 +73,7 @@ func (a *app) membersCmd() *cobra.Command {
 	var role, file string
 	add := &cobra.Command{
 		Use:   "add LIST [ADDR...] [--file F] [--role member|owner|moderator]",
-		Short: "add members (or owners, moderators); --file F reads one address per line, F = - for stdin",
+		Short: "add members (or owners, moderators); --file F reads one address per line, F = - for stdin; addresses postlist cannot deliver to are refused",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			list, err := listAddress(args[0])
@@ -72,12 +87,12 @@ func (a *app) membersCmd() *cobra.Command {
 			var bad []BadLine
 			source := "argument"
 			for i, arg := range args[1:] {
-				name, addr, err := address.ParseMailbox(arg)
+				m, err := parseMember(arg)
 				if err != nil {
 					bad = append(bad, BadLine{Line: i + 1, Text: arg, Reason: err.Error()})
 					continue
 				}
-				good = append(good, store.NewMember{Address: addr, DisplayName: name})
+				good = append(good, m)
 			}
 			if file != "" {
 				var r io.Reader = a.stdin
