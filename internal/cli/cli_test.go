@@ -23,7 +23,17 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, cfg: filepath.Join(dir, "postlist.toml"), db: filepath.Join(dir, "var", "postlist.db")}
-	text := fmt.Sprintf("[database]\npath = %q\n[postfix]\nmap_dir = %q\n", e.db, filepath.Join(dir, "data"))
+	// postmap gets a private config directory: a machine whose Postfix
+	// was installed without configuration has no /etc/postfix/main.cf.
+	pfconf := filepath.Join(dir, "postfix-conf")
+	if err := os.MkdirAll(pfconf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pfconf, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := fmt.Sprintf("[database]\npath = %q\n[postfix]\nmap_dir = %q\npostmap_command = %q\n",
+		e.db, filepath.Join(dir, "data"), "postmap -c "+pfconf)
 	if err := os.WriteFile(e.cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
