@@ -26,19 +26,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"postlist/bounce"
-	"postlist/commands"
 	"postlist/config"
-	"postlist/deliver"
 	"postlist/index"
 	"postlist/internal/listen"
 	"postlist/lmtp"
 	"postlist/metrics"
 	"postlist/milter"
-	"postlist/pipeline"
 	"postlist/postfix"
 	"postlist/socketmap"
-	"postlist/store"
+	"postlist/wire"
 )
 
 // ShutdownTimeout bounds how long in-flight sessions may take to finish
@@ -105,11 +101,12 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 
 	milter.RouteLibraryLogs(log.Named("go-milter"))
 
-	st, err := store.Open(ctx, cfg.Database.Path)
+	sys, err := Build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer sys.Close()
+	st := sys.Store
 
 	ix, err := index.Load(ctx, st, cfg.MTA.VERPDelimiter, log.Named("index"))
 	if err != nil {
@@ -126,44 +123,9 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	// session is never left half-processed by a cancel racing it.
 	wctx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
-	secret, err := pipeline.Secret(ctx, st)
-	if err != nil {
-		return fmt.Errorf("unsubscribe secret: %w", err)
-	}
-	signer, err := st.VERPSigner(ctx)
-	if err != nil {
-		return err
-	}
-	var dl *deliver.Deliverer
-	pl := pipeline.New(pipeline.Options{
-		Store: st, Log: log.Named("pipeline"), Delimiter: cfg.MTA.VERPDelimiter,
-		BaseURL: cfg.HTTP.BaseURL, SiteOwner: cfg.Site.Owner, Secret: secret, Signer: signer,
-		Notify: func() { dl.Kick() }, HeldTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
-	})
-	cp := commands.New(commands.Options{
-		Store: st, Log: log.Named("commands"), Delimiter: cfg.MTA.VERPDelimiter, SiteOwner: cfg.Site.Owner,
-		Notify: func() { dl.Kick() }, ConfirmHeld: pl.ConfirmHeld,
-		TokenLifetime: cfg.Site.PendingRequestLife.D(), ModeratorTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
-	})
-	bp := bounce.New(bounce.Options{
-		Store: st, Log: log.Named("bounce"), Delimiter: cfg.MTA.VERPDelimiter, Signer: signer, SiteOwner: cfg.Site.Owner,
-		Notify: func() { dl.Kick() },
-	})
-	dl = deliver.New(deliver.Options{
-		Store: st, Log: log.Named("deliver"), Addr: cfg.SMTPAddr(),
-		User: cfg.MTA.SMTPUser, Pass: cfg.MTA.SMTPPass.Reveal(), SecureMode: cfg.MTA.SMTPSecureMode,
-		VerifyCert: cfg.MTA.SMTPVerifyCert, HeloName: hostname, Workers: cfg.MTA.MaxDeliveryThreads,
-		MaxSessionsPerConnection: cfg.MTA.MaxSessionsPerConnection, MaxRecipients: cfg.MTA.MaxRecipients,
-		RetryPeriod: cfg.MTA.DeliveryRetryPeriod.D(), RetryInterval: cfg.MTA.DeliveryRetryInterval.D(),
-		DialTimeout: cfg.MTA.SMTPConnectTimeout.D(), CommandTimeout: cfg.MTA.SMTPCommandTimeout.D(),
-		DataTimeout: cfg.MTA.SMTPDataTimeout.D(),
-		Render:      pl.Render,
-	})
-	workers := []worker{
-		{"pipeline", pl.Run},
-		{"commands", cp.Run},
-		{"bounce", bp.Run},
-		{"deliver", dl.Run},
+	var workers []worker
+	for _, w := range sys.Workers() {
+		workers = append(workers, worker{w.Name, w.Run})
 	}
 	if r := cfg.Database.Retention.D(); r > 0 {
 		workers = append(workers, worker{"purge", purger{st: st, retention: r, log: log.Named("purge")}.run})
@@ -198,7 +160,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 				Store: st, Log: log.Named("lmtp"), Resolve: ix.Resolve, Hostname: hostname,
 				MaxMessageBytes: int64(cfg.MTA.MaxMessageSize), MaxRecipients: cfg.MTA.MaxRcptsPerMessage,
 				MaxSessions: cfg.MTA.MaxLMTPSessions, IdleTimeout: cfg.MTA.LMTPIdleTimeout.D(),
-				Committed: func() { pl.Kick(); cp.Kick(); bp.Kick() },
+				Committed: sys.Committed,
 			}),
 		},
 	}
@@ -218,7 +180,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		reg := metrics.NewRegistry(metrics.Sources{Store: st, Index: ix})
 		comps = append(comps, component{
 			name: "http", addr: config.Listen{Network: "tcp", Address: cfg.HTTP.Listen},
-			srv: newHTTP(st, ix, log.Named("http"), pl.UnsubscribeHandler(), metrics.Handler(reg, log.Named("metrics"))),
+			srv: newHTTP(st, ix, log.Named("http"), sys.Pipeline.UnsubscribeHandler(), metrics.Handler(reg, log.Named("metrics"))),
 		})
 	}
 
@@ -265,6 +227,12 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	stopIndex()
 	log.Info("postlist stopped")
 	return runErr
+}
+
+// Build is the System Run serves: the command line builds its own with
+// the same call, so its decisions go out as the daemon's would.
+func Build(ctx context.Context, cfg *config.Config, log *zap.Logger) (*wire.System, error) {
+	return wire.Build(ctx, cfg, log)
 }
 
 // shutdown stops components in reverse start order, each bounded by

@@ -2,7 +2,7 @@
 // commands) and of bounce processing (package bounce) share: a store with
 // a list on a clock the test moves, mail injected as LMTP stores it, the
 // outbox read back through the store, and Stack, the whole mail path of
-// `postlist serve` (milter, LMTP, deliverer and both processing stages)
+// `postlist serve` (milter, LMTP, deliverer and the processing stages)
 // in front of a private real Postfix.
 //
 // It is for tests only; no production code imports it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,12 +16,14 @@ import (
 	"postlist/address"
 	"postlist/bounce"
 	"postlist/commands"
+	"postlist/config"
 	"postlist/deliver"
 	"postlist/index"
 	"postlist/internal/testenv"
 	"postlist/lmtp"
 	"postlist/milter"
 	"postlist/store"
+	"postlist/wire"
 )
 
 // SiteOwner is the stack's [site] owner.
@@ -28,15 +31,19 @@ const SiteOwner = "postmaster@example.com"
 
 // Stack is postlist's whole mail path, wired as `postlist serve` wires it,
 // in front of a private real Postfix: the milter decides RCPTs from the
-// address index, LMTP stores what Postfix queued, the email interface and
-// the bounce processor work on it, and the deliverer sends their mail
+// address index, LMTP stores what Postfix queued, the posting pipeline,
+// the email interface and the bounce processor work on it (all built by
+// wire.Build, as the daemon builds them), and the deliverer sends their mail
 // back through Postfix, which relays it to the sink. Everything runs in
 // this process so that a test can move the clock bounces are scored by.
 type Stack struct {
 	*Fixture
 	*Watch
-	Index    *index.Index
-	Postfix  *testenv.Postfix
+	Index   *index.Index
+	Postfix *testenv.Postfix
+	// System is what `postlist serve` builds (wire.Build); the fields
+	// below are its parts, named for the tests that use them.
+	System   *wire.System
 	Signer   address.VERPSigner
 	Commands *commands.Processor
 	Bounces  *bounce.Processor
@@ -57,10 +64,6 @@ func StartStack(t *testing.T) *Stack {
 	}
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 
-	signer, err := st.VERPSigner(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ix, err := index.Load(ctx, st, "+", log.Named("index"))
 	if err != nil {
 		t.Fatal(err)
@@ -72,8 +75,30 @@ func StartStack(t *testing.T) *Stack {
 	goRun(func() { ms.Serve(milterLn) })
 	t.Cleanup(func() { ms.Close() })
 
+	// Postfix needs the LMTP address before the System, which sends
+	// through Postfix, can be built; the LMTP server, which wakes the
+	// System's stages, serves once it exists.
 	lmtpLn := listen(t)
-	ls := lmtp.New(lmtp.Options{Store: st, Log: log.Named("lmtp"), Resolve: ix.Resolve, Hostname: "postlist.test"})
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		Milter:      "inet:" + milterLn.Addr().String(),
+		ListDomains: []string{"lists.example.org"},
+		LMTP:        "inet:" + lmtpLn.Addr().String(),
+	})
+
+	sys, err := wire.Build(ctx, stackConfig(t, pf.SubmitAddr), log, wire.WithStore(st), wire.WithHostname("postlist.test"),
+		wire.WithClock(f.Clock.Now), wire.WithTuning(wire.Tuning{
+			PollInterval: 50 * time.Millisecond, SweepInterval: time.Hour,
+			FlushInterval: 5 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range sys.Workers() {
+		goRun(func() { _ = w.Run(ctx) })
+	}
+
+	ls := lmtp.New(lmtp.Options{Store: st, Log: log.Named("lmtp"), Resolve: ix.Resolve, Hostname: "postlist.test",
+		Committed: sys.Committed})
 	goRun(func() { ls.Serve(lmtpLn) })
 	t.Cleanup(func() {
 		c, stop := context.WithTimeout(context.Background(), 5*time.Second)
@@ -81,27 +106,33 @@ func StartStack(t *testing.T) *Stack {
 		ls.Shutdown(c)
 	})
 
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
-		Milter:      "inet:" + milterLn.Addr().String(),
-		ListDomains: []string{"lists.example.org"},
-		LMTP:        "inet:" + lmtpLn.Addr().String(),
-	})
+	return &Stack{Fixture: f, Watch: NewWatch(pf.Sink), Index: ix, Postfix: pf, System: sys, Signer: sys.Signer,
+		Commands: sys.Commands, Bounces: sys.Bounces, Deliver: sys.Deliver}
+}
 
-	d := deliver.New(deliver.Options{
-		Store: st, Log: log.Named("deliver"), Addr: pf.SubmitAddr, HeloName: "postlist.test", Workers: 2,
-		RetryInterval: time.Hour, RetryPeriod: 24 * time.Hour, DialTimeout: 5 * time.Second,
-		CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second, ShutdownTimeout: 5 * time.Second,
-		PollInterval: 50 * time.Millisecond, FlushInterval: 5 * time.Millisecond,
-	})
-	goRun(func() { d.Run(ctx) })
-	cp := commands.New(commands.Options{Store: st, Log: log.Named("commands"), Delimiter: "+", SiteOwner: SiteOwner,
-		Notify: d.Kick, PollInterval: 50 * time.Millisecond})
-	goRun(func() { cp.Run(ctx) })
-	bp := bounce.New(bounce.Options{Store: st, Log: log.Named("bounce"), Delimiter: "+", Signer: signer, SiteOwner: SiteOwner,
-		Notify: d.Kick, Now: f.Clock.Now, PollInterval: 50 * time.Millisecond, SweepInterval: time.Hour})
-	goRun(func() { bp.Run(ctx) })
-
-	return &Stack{Fixture: f, Watch: NewWatch(pf.Sink), Index: ix, Postfix: pf, Signer: signer, Commands: cp, Bounces: bp, Deliver: d}
+// stackConfig is the configuration the stack runs on: the defaults,
+// sending through Postfix at smtpAddr, with timeouts and retries short
+// enough for a test.
+func stackConfig(t *testing.T, smtpAddr string) *config.Config {
+	t.Helper()
+	host, port, err := net.SplitHostPort(smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.MTA.SMTPHost, cfg.MTA.SMTPPort = host, config.Port(p)
+	cfg.MTA.MaxDeliveryThreads = 2
+	cfg.MTA.DeliveryRetryInterval = config.Duration(time.Hour)
+	cfg.MTA.DeliveryRetryPeriod = config.Duration(24 * time.Hour)
+	cfg.MTA.SMTPConnectTimeout = config.Duration(5 * time.Second)
+	cfg.MTA.SMTPCommandTimeout = config.Duration(10 * time.Second)
+	cfg.MTA.SMTPDataTimeout = config.Duration(10 * time.Second)
+	cfg.Site.Owner = SiteOwner
+	return cfg
 }
 
 func listen(t *testing.T) net.Listener {

@@ -20,10 +20,12 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"postlist/address"
 	"postlist/config"
 	"postlist/store"
+	"postlist/wire"
 )
 
 // Exit codes.
@@ -121,6 +123,30 @@ func (a *app) withStore(cmd *cobra.Command, fn func(ctx context.Context, cfg *co
 	}
 	defer st.Close()
 	return fn(ctx, cfg, st)
+}
+
+// system builds the same System `postlist serve` runs, on the
+// configuration named by -c, without running it: what a verb queues is
+// sent by the daemon's deliverer, which polls the queue. Logs are
+// dropped: the verbs print their outcome and the events table records
+// it.
+func (a *app) system(ctx context.Context) (*wire.System, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	return wire.Build(ctx, cfg, zap.NewNop())
+}
+
+// withSystem runs fn with a System (see system) and closes its store.
+func (a *app) withSystem(cmd *cobra.Command, fn func(ctx context.Context, sys *wire.System) error) error {
+	ctx := cmd.Context()
+	sys, err := a.system(ctx)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	return fn(ctx, sys)
 }
 
 // printJSON writes v as indented JSON.

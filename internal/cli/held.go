@@ -9,11 +9,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"postlist/config"
 	"postlist/pipeline"
 	"postlist/store"
+	"postlist/wire"
 )
 
 // heldCmd is `postlist held`: the moderation queue. Decisions made here
@@ -75,7 +75,7 @@ func (a *app) heldCmd() *cobra.Command {
 		},
 	}
 
-	decide := func(verb, short string, do func(ctx context.Context, p *pipeline.Pipeline, id int64, by string) error) *cobra.Command {
+	decide := func(verb, short string, do func(ctx context.Context, m *wire.Moderation, id int64, by string) (*store.Held, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   verb + " ID",
 			Short: short,
@@ -85,15 +85,8 @@ func (a *app) heldCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.withStore(cmd, func(ctx context.Context, cfg *config.Config, st *store.Store) error {
-					p := pipeline.New(pipeline.Options{
-						Store: st, Log: zap.NewNop(), Delimiter: cfg.MTA.VERPDelimiter,
-						BaseURL: cfg.HTTP.BaseURL, SiteOwner: cfg.Site.Owner,
-					})
-					if err := do(ctx, p, id, heldModerator()); err != nil {
-						return err
-					}
-					h, err := st.GetHeld(ctx, id)
+				return a.withSystem(cmd, func(ctx context.Context, sys *wire.System) error {
+					h, err := do(ctx, sys.Moderation, id, heldModerator())
 					if err != nil {
 						return err
 					}
@@ -108,19 +101,19 @@ func (a *app) heldCmd() *cobra.Command {
 	}
 
 	approve := decide("approve", "send a held post to the list's members, as if the rules had accepted it",
-		func(ctx context.Context, p *pipeline.Pipeline, id int64, by string) error {
-			return p.Approve(ctx, id, by)
+		func(ctx context.Context, m *wire.Moderation, id int64, by string) (*store.Held, error) {
+			return m.Approve(ctx, id, by)
 		})
 	var reason string
 	reject := decide("reject", "refuse a held post and tell the poster why (--reason)",
-		func(ctx context.Context, p *pipeline.Pipeline, id int64, by string) error {
-			return p.Reject(ctx, id, by, reason)
+		func(ctx context.Context, m *wire.Moderation, id int64, by string) (*store.Held, error) {
+			return m.Reject(ctx, id, by, reason)
 		})
 	reject.Use = "reject ID [--reason R]"
 	reject.Flags().StringVar(&reason, "reason", "", "reason given to the poster (default: \""+pipeline.DefaultRejectReason+"\")")
 	discard := decide("discard", "drop a held post without telling anyone",
-		func(ctx context.Context, p *pipeline.Pipeline, id int64, by string) error {
-			return p.Discard(ctx, id, by)
+		func(ctx context.Context, m *wire.Moderation, id int64, by string) (*store.Held, error) {
+			return m.Discard(ctx, id, by)
 		})
 
 	cmd.AddCommand(ls, show, approve, reject, discard)

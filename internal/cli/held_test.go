@@ -8,8 +8,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"postlist/pipeline"
+	"postlist/config"
 	"postlist/store"
+	"postlist/wire"
 )
 
 // holdOne puts a non-member post through the real pipeline so that it is
@@ -30,8 +31,11 @@ func (e *env) holdOne(subject string) {
 	}); err != nil {
 		e.t.Fatal(err)
 	}
-	p := pipeline.New(pipeline.Options{Store: st, Log: zap.NewNop(), Delimiter: "+", SiteOwner: "postmaster@example.org", Secret: []byte("k")})
-	if n, err := p.RunOnce(ctx); err != nil || n != 1 {
+	sys, err := wire.Build(ctx, config.Default(), zap.NewNop(), wire.WithStore(st))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if n, err := sys.Pipeline.RunOnce(ctx); err != nil || n != 1 {
 		e.t.Fatalf("pipeline RunOnce = %d, %v", n, err)
 	}
 }
@@ -85,6 +89,34 @@ func TestHeldApproveRejectDiscard(t *testing.T) {
 	// moderator (one per held post).
 	if queued != 6 {
 		t.Errorf("queued deliveries = %d (%+v), want the approved post for 2 members and a reject notice", queued, sum)
+	}
+	// The approved copies leave from each member's signed VERP address,
+	// as the daemon's own posts do: only then does the milter accept
+	// their bounces.
+	signer, err := st.VERPSigner(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := st.GetHeld(context.Background(), held[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := st.MessageDeliveries(context.Background(), h.MessageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 {
+		t.Fatalf("approved post has %d deliveries, want 2: %+v", len(ds), ds)
+	}
+	for _, d := range ds {
+		if want := signer.VERP("test@lists.example.org", d.Recipient, "+"); d.EnvelopeFrom != want {
+			t.Errorf("approved copy to %s leaves from %q, want the signed %q", d.Recipient, d.EnvelopeFrom, want)
+		}
+		local, _, _ := strings.Cut(d.EnvelopeFrom, "@")
+		_, ext, _ := strings.Cut(local, "+")
+		if m, ok := signer.DecodeVERP("test@lists.example.org", ext); !ok || m != d.Recipient {
+			t.Errorf("envelope sender %q does not verify for %s (got %q, %v)", d.EnvelopeFrom, d.Recipient, m, ok)
+		}
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"postlist/address"
 	"postlist/commands"
 	"postlist/config"
 	"postlist/store"
+	"postlist/wire"
 )
 
 // minTokenPrefix is the shortest token prefix approve and discard take:
@@ -70,8 +70,8 @@ func (a *app) requestsCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.withStore(cmd, func(ctx context.Context, cfg *config.Config, st *store.Store) error {
-					t, err := resolveToken(ctx, st, prefix)
+				return a.withSystem(cmd, func(ctx context.Context, sys *wire.System) error {
+					t, err := resolveToken(ctx, sys.Store, prefix)
 					if err != nil {
 						return err
 					}
@@ -79,8 +79,11 @@ func (a *app) requestsCmd() *cobra.Command {
 						return fmt.Errorf("token %s belongs to held message %s, not a membership request: use `postlist held %s %s`",
 							shortToken(t.Token), t.Data, verb, t.Data)
 					}
-					p := commands.New(commands.Options{Store: st, Log: zap.NewNop(), Delimiter: cfg.MTA.VERPDelimiter, SiteOwner: cfg.Site.Owner})
-					d, err := p.DecideRequest(ctx, t.Token, approve, heldModerator())
+					decide := sys.Moderation.DiscardRequest
+					if approve {
+						decide = sys.Moderation.ApproveRequest
+					}
+					d, err := decide(ctx, t.Token, heldModerator())
 					if errors.Is(err, store.ErrNotFound) {
 						return fmt.Errorf("request %s is no longer pending: decided or expired meanwhile", shortToken(t.Token))
 					}
