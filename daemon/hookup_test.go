@@ -136,7 +136,13 @@ func TestGeneratedMapsRoute(t *testing.T) {
 	// Postfix's unprivileged daemons read the maps: the directory must be
 	// reachable by its user (t.TempDir makes it private).
 	mapDir := filepath.Join(t.TempDir(), "data")
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapPath(t))
+	// postmap reads a main.cf; a machine whose Postfix was installed
+	// without configuration has none in /etc/postfix.
+	pfconf := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pfconf, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapPath(t)+" -c "+pfconf)
 	// Postfix opens its maps at start, so they are generated first; the
 	// daemon's outgoing address is only known once Postfix runs, and the
 	// second Configure sets it (the database and the maps stay).
