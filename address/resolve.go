@@ -226,32 +226,37 @@ func (r Resolver) match(local, domain string, dir Directory) (Target, bool) {
 }
 
 // resolverLocal returns the value of a local part in a list domain or why
-// it cannot be one. The same recipient reaches postlist in different
-// spellings: the milter is handed the RCPT TO argument exactly as the
-// client wrote it (`"test+a"@`, `te"st"@`); a policy service or socketmap
-// lookup gets Postfix's internal form, with the quoting removed; and the
-// LMTP server gets what go-smtp makes of the RCPT TO that Postfix's LMTP
-// client writes (Postfix quotes the whole local part when it is not a
-// dot-string, go-smtp removes those quotes and backslashes again), so also
-// the unquoted value. The decision is therefore made on the value alone,
-// and every check below runs on the value, never on its spelling: a quoted
-// spelling and the bare value get the same answer and the same reason.
+// it cannot be one. The same recipient reaches postlist spelled in
+// different ways:
+//   - the milter is handed the RCPT TO argument as the client wrote it,
+//     only the angle brackets removed by go-milter (`"test+a"@`). postlist
+//     requests no {rcpt_addr} macro (see milter/server.go), so the
+//     argument is all it sees. Postfix itself refuses partial quoting
+//     such as te"st"@ with 501 before it asks.
+//   - a policy service or socketmap lookup gets Postfix's internal form,
+//     with the quoting removed (test+a@).
+//   - the LMTP server gets what go-smtp makes of the RCPT TO that
+//     Postfix's LMTP client writes: Postfix quotes the whole local part
+//     when it is not a dot-string, and go-smtp removes those quotes and
+//     backslashes again, so it too sees the unquoted value.
 //
-// A value that would need quoting is refused. No list address needs it
-// (list names are dot-atoms, VERP encodes members and tokens are hex),
-// and the one quoted value that the LMTP server could not tell from its
-// spelling would otherwise split the paths: "a b" reaches it as a b.
+// The decision is therefore made on the value alone, and every check runs
+// on the value, never on its spelling: a quoted spelling and the bare
+// value get the same answer for the same reason. A value that would need
+// quoting is refused, on every path alike: no list name, subaddress or
+// token needs quoting, and on the paths that see the bare value a quote
+// character inside it could not be told from quoting.
 //
 // Dots are judged as leniently as Postfix does: it accepts test.@ and
 // te..st@ unquoted and quotes them towards the LMTP server, so they are
 // values like any other (and, naming no list, get 550).
 //
-// The one spelling that stays ambiguous is an unquoted value that itself
-// contains a quoted string (a value "test", quotes included, whose wire
-// form is "\"test\""): it reads as test on the paths that see the value
-// and is refused by the milter, which sees the escapes. Refusal at RCPT
-// never causes backscatter, and the LMTP server agrees with whatever path
-// decided RCPT, because it sees the same value as a policy service.
+// One spelling stays ambiguous: a bare value that itself contains a
+// quoted string (the value "test", quotes included, whose wire form is
+// "\"test\""). It reads as test on the paths that see the value, while
+// the milter, which sees the escapes, refuses it. A refusal at RCPT never
+// causes backscatter, and the LMTP server reads it as a policy service
+// does.
 func resolverLocal(raw string) (string, string) {
 	local := localValue(raw)
 	if local == "" {
