@@ -36,8 +36,11 @@
 // are accepted.
 //
 // [Resolver.Resolve] is deliberately more lenient than [Parse] about the
-// local part (it tolerates stray dots, over-long VERP extensions and quoted
-// forms) and it never judges addresses outside list domains, so that the
-// milter refuses only what the LMTP server would refuse too, and leaves all
-// other mail to Postfix.
+// local part (it tolerates stray dots and over-long VERP extensions) and it
+// never judges addresses outside list domains, so that the milter refuses
+// only what the LMTP server would refuse too, and leaves all other mail to
+// Postfix. It judges a local part on its value, not its spelling: the
+// milter sees the quoted form a client wrote, the LMTP server and a policy
+// service the unquoted one, and both get the same answer. A value that
+// would need quoting names no list and is refused as malformed.
 package address

@@ -31,6 +31,60 @@ var fuzzAddresses = []string{
 	"",
 	"<>",
 	"\x00@\x00",
+	`"test+ 0"@lists.example.org`,
+	`test+ 0@lists.example.org`,
+	`te"st"@lists.example.org`,
+	`"te\st"@lists.example.org`,
+	`"test+a@b"@lists.example.org`,
+	`test-bounces+"a b"=example.com@lists.example.org`,
+}
+
+// spellingsAgree checks that every spelling of rcpt's local part value
+// resolves as rcpt did: the value quoted, and the value quoted with every
+// octet escaped, as the milter may see it; and, when rcpt's local part is
+// one quoted string, the bare value, as the LMTP server and a policy
+// service see it. A value holding a quote character is left out of the
+// last check: its bare form is the one spelling that can also be read as
+// quoting (see resolverLocal).
+func spellingsAgree(t *testing.T, r Resolver, dir Directory, rcpt string, got Target, err error) {
+	t.Helper()
+	s := trimAngles(rcpt)
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return
+	}
+	local, domain := s[:at], s[at:]
+	var spellings []string
+	if !strings.ContainsAny(local, `"\`) {
+		var esc strings.Builder
+		for i := 0; i < len(local); i++ {
+			esc.WriteByte('\\')
+			esc.WriteByte(local[i])
+		}
+		spellings = append(spellings, `"`+local+`"`+domain, `"`+esc.String()+`"`+domain)
+	}
+	if content, n, reason := parseQuoted(local); strings.HasPrefix(local, `"`) && reason == "" && n == len(local) && strings.IndexByte(content, '"') < 0 {
+		spellings = append(spellings, content+domain)
+	}
+	for _, sp := range spellings {
+		if len(sp) > 2*maxRecipientLen+2 {
+			continue
+		}
+		g, e := r.Resolve(sp, dir)
+		var se1, se2 *SyntaxError
+		errors.As(err, &se1)
+		errors.As(e, &se2)
+		same := g == got && (err == nil) == (e == nil)
+		for _, sentinel := range []error{ErrMalformed, ErrNotOurs, ErrNoSuchList} {
+			same = same && errors.Is(err, sentinel) == errors.Is(e, sentinel)
+		}
+		if se1 != nil && se2 != nil && se1.Reason != se2.Reason {
+			same = false
+		}
+		if !same {
+			t.Fatalf("%q resolves to %+v, %v, but its spelling %q to %+v, %v", rcpt, got, err, sp, g, e)
+		}
+	}
 }
 
 func FuzzResolve(f *testing.F) {
@@ -43,6 +97,7 @@ func FuzzResolve(f *testing.F) {
 	f.Fuzz(func(t *testing.T, rcpt, delim string) {
 		r := Resolver{Delimiter: delim}
 		got, err := r.Resolve(rcpt, dir)
+		spellingsAgree(t, r, dir, rcpt, got, err)
 		if err != nil {
 			n := 0
 			for _, e := range []error{ErrMalformed, ErrNotOurs, ErrNoSuchList} {

@@ -132,16 +132,22 @@ func CheckDelimiter(d string) error {
 // preserve it in Ext (Mailman accepts list+anything@ and ignores it);
 // Bounces carries VERP data in Ext, to be checked by the caller; Confirm
 // carries the token, and an empty token after the delimiter
-// (list-confirm+@) is ErrNoSuchList. A quoted local part resolves as its
-// unquoted value, because Postfix unquotes before it hands the same
-// recipient to the LMTP server. One trailing dot on the domain is ignored
-// for the same reason.
+// (list-confirm+@) is ErrNoSuchList.
+//
+// rcpt may be spelled as a client wrote it (quoted: `"test+a"@`) or as
+// Postfix keeps it internally (unquoted: test+a@); the local part is
+// judged on its value, so both spellings always get the same answer (see
+// resolverLocal). One trailing dot on the domain is ignored because Postfix
+// drops it.
 func (r Resolver) Resolve(rcpt string, dir Directory) (Target, error) {
 	s := trimAngles(rcpt)
 	if s == "" {
 		return Target{}, syntaxErr(rcpt, "empty address")
 	}
-	if len(s) > maxRecipientLen {
+	// Quoting at most doubles an address plus its quotes; the limit that
+	// decides is applied to the value below, so that the quoted spelling
+	// of an address is not refused where its value is accepted.
+	if len(s) > 2*maxRecipientLen+2 {
 		return Target{}, syntaxErr(rcpt, "address is %d octets, more than %d", len(s), maxRecipientLen)
 	}
 	at := strings.LastIndexByte(s, '@')
@@ -166,6 +172,9 @@ func (r Resolver) Resolve(rcpt string, dir Directory) (Target, error) {
 	local, reason := resolverLocal(rawLocal)
 	if reason != "" {
 		return Target{}, syntaxErr(rcpt, "%s", reason)
+	}
+	if n := len(local) + 1 + len(domain); n > maxRecipientLen {
+		return Target{}, syntaxErr(rcpt, "address is %d octets, more than %d", n, maxRecipientLen)
 	}
 	t, ok := r.match(local, canonical, dir)
 	if !ok {
@@ -217,42 +226,101 @@ func (r Resolver) match(local, domain string, dir Directory) (Target, bool) {
 }
 
 // resolverLocal returns the value of a local part in a list domain or why
-// it cannot be one. It is laxer than Parse about dots, because Postfix
-// accepts such addresses and would hand them to the LMTP server quoted; the
-// answer must be the same either way.
+// it cannot be one. The same recipient reaches postlist spelled in
+// different ways:
+//   - the milter is handed the RCPT TO argument as the client wrote it,
+//     only the angle brackets removed by go-milter (`"test+a"@`). postlist
+//     requests no {rcpt_addr} macro (see milter/server.go), so the
+//     argument is all it sees. Postfix itself refuses partial quoting
+//     such as te"st"@ with 501 before it asks.
+//   - a policy service or socketmap lookup gets Postfix's internal form,
+//     with the quoting removed (test+a@).
+//   - the LMTP server gets what go-smtp makes of the RCPT TO that
+//     Postfix's LMTP client writes: Postfix quotes the whole local part
+//     when it is not a dot-string, and go-smtp removes those quotes and
+//     backslashes again, so it too sees the unquoted value.
+//
+// The decision is therefore made on the value alone, and every check runs
+// on the value, never on its spelling: a quoted spelling and the bare
+// value get the same answer for the same reason. A value that would need
+// quoting is refused, on every path alike: no list name, subaddress or
+// token needs quoting, and on the paths that see the bare value a quote
+// character inside it could not be told from quoting.
+//
+// Dots are judged as leniently as Postfix does: it accepts test.@ and
+// te..st@ unquoted and quotes them towards the LMTP server, so they are
+// values like any other (and, naming no list, get 550).
+//
+// One spelling stays ambiguous: a bare value that itself contains a
+// quoted string (the value "test", quotes included, whose wire form is
+// "\"test\""). It reads as test on the paths that see the value, while
+// the milter, which sees the escapes, refuses it. A refusal at RCPT never
+// causes backscatter, and the LMTP server reads it as a policy service
+// does.
 func resolverLocal(raw string) (string, string) {
-	if raw == "" {
+	local := localValue(raw)
+	if local == "" {
 		return "", "empty local part"
 	}
-	for i := 0; i < len(raw); i++ {
-		if c := raw[i]; c >= 0x80 {
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; c >= 0x80 {
 			return "", "non-ASCII characters are not supported in list addresses"
 		} else if c < 0x20 || c == 0x7f {
 			return "", fmt.Sprintf("control character %q", c)
 		}
 	}
-	if raw[0] == '"' {
-		content, n, reason := parseQuoted(raw)
-		if reason != "" {
-			return "", reason
-		}
-		if n != len(raw) {
-			return "", "text after the closing quote of the local part"
-		}
-		if content == "" {
-			return "", "empty local part"
-		}
-		return content, ""
+	if i := strings.IndexFunc(local, func(r rune) bool { return r > 0x7f || !plainByte(byte(r)) }); i >= 0 {
+		return "", fmt.Sprintf("local part %q has %q, which would need quoting; no list address does", clip(local), local[i])
 	}
+	return local, ""
+}
+
+// plainByte reports whether c may appear in a list domain's local part
+// value: atom characters and dots, nothing that would need quoting.
+func plainByte(c byte) bool { return c == '.' || isAtext(c) }
+
+// plainLocal reports whether a local part value can reach a list address:
+// not empty and made of plainByte octets only.
+func plainLocal(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !plainByte(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// localValue undoes quoting the way Postfix does when it reads an address:
+// quoted strings anywhere in the local part lose their quotes, and a
+// backslash inside them stands for the octet after it. Text that is not
+// well-formed quoting (an unterminated quote, as in the value a"b) is
+// already a value and is returned as it is.
+func localValue(raw string) string {
+	if strings.IndexByte(raw, '"') < 0 {
+		return raw
+	}
+	var b strings.Builder
+	b.Grow(len(raw))
+	quoted := false
 	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; {
-		case c == ' ':
-			return "", "space outside quotes"
-		case c != '.' && !isAtext(c):
-			return "", fmt.Sprintf("character %q is not allowed outside quotes", c)
+		c := raw[i]
+		switch {
+		case c == '"':
+			quoted = !quoted
+			continue
+		case c == '\\' && quoted:
+			i++
+			if i == len(raw) {
+				return raw
+			}
+			c = raw[i]
 		}
+		b.WriteByte(c)
 	}
-	return raw, ""
+	if quoted {
+		return raw
+	}
+	return b.String()
 }
 
 // Address rebuilds the address of t, e.g. test-bounces@lists.example.org,

@@ -66,7 +66,10 @@ func TestResolve(t *testing.T) {
 		{rcpt: " <Test@lists.example.org> ", want: Target{"test@" + org, Post, ""}},
 		{rcpt: "test@lists.example.org.", want: Target{"test@" + org, Post, ""}},
 		{rcpt: `"test"@lists.example.org`, want: Target{"test@" + org, Post, ""}},
-		{rcpt: `"test-bounces+a b=example.com"@lists.example.org`, want: Target{"test@" + org, Bounces, "a b=example.com"}},
+		{rcpt: `te"st"@lists.example.org`, want: Target{"test@" + org, Post, ""}},
+		{rcpt: `"test"-owner@lists.example.org`, want: Target{"test@" + org, Owner, ""}},
+		{rcpt: `test+"x"@lists.example.org`, want: Target{"test@" + org, Post, "x"}},
+		{rcpt: `"te\st"@lists.example.org`, want: Target{"test@" + org, Post, ""}},
 		{rcpt: "test@upper.example.test", want: Target{"test@upper.example.test", Post, ""}},
 
 		// Alias domains resolve to the main domain.
@@ -124,7 +127,8 @@ func TestResolve(t *testing.T) {
 		{rcpt: "test-bogus@other.example.com", err: ErrNoSuchList},
 		{rcpt: "test-join@other.example.com", want: Target{"test@other.example.com", Join, ""}},
 		{rcpt: "test-subscribe+x@lists.example.org", want: Target{"test@" + org, Join, "x"}},
-		{rcpt: `"te st"@lists.example.org`, err: ErrNoSuchList},
+		{rcpt: `"test"x@lists.example.org`, err: ErrNoSuchList},
+		{rcpt: `x"test"@lists.example.org`, err: ErrNoSuchList},
 
 		// Not a list domain: never judged, whatever the local part.
 		{rcpt: "test@example.com", err: ErrNotOurs},
@@ -158,8 +162,19 @@ func TestResolve(t *testing.T) {
 		{rcpt: "a(b)@lists.example.org", err: ErrMalformed},
 		{rcpt: "a@b@lists.example.org", err: ErrMalformed},
 		{rcpt: `"test@lists.example.org`, err: ErrMalformed},
-		{rcpt: `"test"x@lists.example.org`, err: ErrMalformed},
-		{rcpt: `x"test"@lists.example.org`, err: ErrMalformed},
+		// A value that would need quoting, however it is spelled.
+		{rcpt: `"te st"@lists.example.org`, err: ErrMalformed},
+		{rcpt: `"test-bounces+a b=example.com"@lists.example.org`, err: ErrMalformed},
+		{rcpt: `test-bounces+a b=example.com@lists.example.org`, err: ErrMalformed},
+		{rcpt: `test-bounces+"a b"=example.com@lists.example.org`, err: ErrMalformed},
+		{rcpt: `test+a"b@lists.example.org`, err: ErrMalformed},
+		{rcpt: `"test+a\"b"@lists.example.org`, err: ErrMalformed},
+		{rcpt: `test+a\b@lists.example.org`, err: ErrMalformed},
+		{rcpt: `"test+a\\b"@lists.example.org`, err: ErrMalformed},
+		{rcpt: `"test+a\b"@lists.example.org`, want: Target{"test@" + org, Post, "ab"}},
+		{rcpt: `test\@lists.example.org`, err: ErrMalformed},
+		{rcpt: `"test\"@lists.example.org`, err: ErrMalformed},
+		{rcpt: `"test+a@b"@lists.example.org`, err: ErrMalformed},
 	}
 	for _, tt := range tests {
 		r := Resolver{Delimiter: tt.delim}
@@ -189,7 +204,8 @@ func TestResolveErrorsNameTheAddress(t *testing.T) {
 		"test-bogus@lists.example.org": `address "test-bogus@lists.example.org": no such list address`,
 		"test@example.com":             `address "test@example.com": domain "example.com": not a list domain`,
 		"test":                         `address "test": missing @`,
-		"te st@lists.example.org":      `address "te st@lists.example.org": space outside quotes`,
+		"te st@lists.example.org":      `address "te st@lists.example.org": local part "te st" has ' ', which would need quoting; no list address does`,
+		`"te st"@lists.example.org`:    `address "\"te st\"@lists.example.org": local part "te st" has ' ', which would need quoting; no list address does`,
 		"te\nst@lists.example.org":     `address "te\nst@lists.example.org": control character '\n'`,
 	} {
 		_, err := Resolver{}.Resolve(rcpt, dir)

@@ -65,7 +65,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// Rcpt resolves a recipient with the shared resolver.
+// Rcpt resolves a recipient with the shared resolver. go-smtp hands over
+// the local part's value, Postfix's quoting removed ("test+a"@ arrives as
+// test+a@); the resolver judges values, so the answer is the one the
+// milter gave the quoted spelling at SMTP time.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
 	n, from := len(s.rcpts), s.from

@@ -110,9 +110,12 @@ func (s *session) MailFrom(string, string, gomilter.Modifier) (*gomilter.Respons
 	return gomilter.RespContinue, nil
 }
 
-// RcptTo decides one recipient. A good recipient gets "continue", never
-// "accept": accept would tell Postfix to stop asking us about this
-// transaction, and the next RCPT (perhaps unknown@) would go unchecked.
+// RcptTo decides one recipient. rcptTo is the address as the client wrote
+// it, quoting included; the resolver decides on the local part's value, so
+// the LMTP server, which sees it unquoted, agrees. A good recipient gets
+// "continue", never "accept": accept would tell Postfix to stop asking us
+// about this transaction, and the next RCPT (perhaps unknown@) would go
+// unchecked.
 func (s *session) RcptTo(rcptTo, _ string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.recoverTo(&resp, rcptTo)
 	s.readMacros(m)
