@@ -23,6 +23,11 @@ func Automatic(m *decorate.Message, envSender string) string {
 	if envSender == "" {
 		return "null envelope sender"
 	}
+	if m.Has(NoticeHeader) {
+		// One of our own notices come back (forwarded, or sent to a
+		// list address it named).
+		return NoticeHeader + " present"
+	}
 	if v := strings.ToLower(strings.TrimSpace(m.Get("Auto-Submitted"))); v != "" && !strings.HasPrefix(v, "no") {
 		return "Auto-Submitted: " + clipLine(v)
 	}

@@ -139,11 +139,13 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		Store: st, Log: log.Named("pipeline"), Delimiter: cfg.MTA.VERPDelimiter,
 		BaseURL: cfg.HTTP.BaseURL, SiteOwner: cfg.Site.Owner, Secret: secret, Signer: signer,
 		Notify: func() { dl.Kick() }, HeldTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
+		MaxAutoresponsesPerDay: cfg.MTA.MaxAutoresponsesPerDay,
 	})
 	cp := commands.New(commands.Options{
 		Store: st, Log: log.Named("commands"), Delimiter: cfg.MTA.VERPDelimiter, SiteOwner: cfg.Site.Owner,
 		Notify: func() { dl.Kick() }, ConfirmHeld: pl.ConfirmHeld,
 		TokenLifetime: cfg.Site.PendingRequestLife.D(), ModeratorTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
+		MaxAutoresponsesPerDay: cfg.MTA.MaxAutoresponsesPerDay,
 	})
 	bp := bounce.New(bounce.Options{
 		Store: st, Log: log.Named("bounce"), Delimiter: cfg.MTA.VERPDelimiter, Signer: signer, SiteOwner: cfg.Site.Owner,
