@@ -95,7 +95,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, toke
 // or becoming backscatter.
 func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string, post []byte) (store.Notice, bool) {
 	m := decorate.Parse(post)
-	if poster == "" || envSender == "" || automatic(m) {
+	if poster == "" || envSender == "" || automatic(m) || commands.Automatic(m, envSender) != "" {
 		return store.Notice{}, false
 	}
 	name, domain := address.ListName(l.Address)
