@@ -90,6 +90,12 @@ func (s *session) say(format string, args ...any) {
 	s.summary = append(s.summary, line)
 }
 
+// note records a result for intake.result (which only the site's
+// administrators read) without putting it in the reply.
+func (s *session) note(format string, args ...any) {
+	s.summary = append(s.summary, fmt.Sprintf(format, args...))
+}
+
 func (s *session) sayForced(format string, args ...any) {
 	s.force = true
 	s.say(format, args...)
@@ -207,6 +213,7 @@ func (s *session) joinOther(ctx context.Context, target string) error {
 	}
 	if banned {
 		log.Info("join for another address refused: banned")
+		s.note("%s is banned: nothing sent", target)
 		return nil
 	}
 	member, err := s.p.st.IsMember(ctx, l.ID, target)
@@ -215,6 +222,7 @@ func (s *session) joinOther(ctx context.Context, target string) error {
 	}
 	if member {
 		log.Info("join for another address: already a member; told the address")
+		s.note("%s is already a member: told that address", target)
 		s.notices = append(s.notices, s.p.stateNotice(l, target, s.it.HeaderMessageID,
 			fmt.Sprintf("Someone asked for your address, %s, to join the %s mailing list.\nIt is already a member, so nothing was changed.\n", target, l.Address)))
 		return nil
@@ -224,6 +232,7 @@ func (s *session) joinOther(ctx context.Context, target string) error {
 		return err
 	}
 	log.Info("join for another address: a request is already pending; told the address")
+	s.note("%s already has a pending request: told that address", target)
 	s.notices = append(s.notices, s.p.stateNotice(l, target, s.it.HeaderMessageID,
 		fmt.Sprintf("Someone asked again for your address, %s, to join the %s mailing list.\n"+
 			"A request is already waiting for your confirmation: reply to the\nconfirmation request sent earlier, or ignore it to let it expire.\n", target, l.Address)))
@@ -308,6 +317,8 @@ func (s *session) request(ctx context.Context, kind, name, addr string) (pending
 	s.queued = true
 	if addr == s.sender {
 		s.say("Confirmation email sent to %s", addr)
+	} else {
+		s.note("confirmation request sent to %s", addr)
 	}
 	s.log.Info("confirmation requested", zap.String("kind", kind), zap.String("address", addr), zap.String("token", tokenPrefix(tok)))
 	return false, nil
