@@ -23,6 +23,11 @@ func Automatic(m *decorate.Message, envSender string) string {
 	if envSender == "" {
 		return "null envelope sender"
 	}
+	if m.Has(NoticeHeader) {
+		// One of our own notices come back (forwarded, or sent to a
+		// list address it named).
+		return NoticeHeader + " present"
+	}
 	if v := strings.ToLower(strings.TrimSpace(m.Get("Auto-Submitted"))); v != "" && !strings.HasPrefix(v, "no") {
 		return "Auto-Submitted: " + clipLine(v)
 	}
@@ -30,7 +35,14 @@ func Automatic(m *decorate.Message, envSender string) string {
 	case "bulk", "junk", "list":
 		return "Precedence: " + v
 	}
-	for _, f := range []string{"List-Id", "List-Unsubscribe", "X-Autoreply", "X-Autorespond"} {
+	for _, f := range m.Fields {
+		// Any List-* field (RFC 2369, 2919, 8058) marks list mail, as in
+		// Mailman's can_acknowledge.
+		if len(f.Name) > 5 && strings.EqualFold(f.Name[:5], "list-") {
+			return clipLine(f.Name) + " present"
+		}
+	}
+	for _, f := range []string{"X-Autoreply", "X-Autorespond"} {
 		if m.Has(f) {
 			return f + " present"
 		}

@@ -23,6 +23,13 @@
 // an autoresponder can start and a vacation reply cannot confirm a
 // subscription.
 //
+// Nor does one message make many answers: only its first command
+// recipient is processed (store.AnsweringIntake), it may name one
+// address=, what concerns that address goes to it alone (the requester
+// reads the same whatever its state), no address of the site is answered
+// or subscribed, and the automatic mail one address gets is capped per
+// day (Options.MaxAutoresponsesPerDay, via store.Notice.DailyCap).
+//
 // Every reply, confirmation request, welcome and goodbye is stored and
 // queued through the deliveries table like a post, with the list's
 // -bounces address as envelope sender, in the same transaction that

@@ -180,6 +180,29 @@ func Notice(list string, m Mail, now time.Time, rcpts ...string) store.Notice {
 	return n
 }
 
+// LastAutoresponseNote ends the last automatic mail an address gets on
+// a day (Mailman's "Last autoresponse notification for today"), so that
+// a person whose requests stop being answered knows why.
+const LastAutoresponseNote = "\n--\nThis is the last automatic reply to you today: you have reached the\n" +
+	"daily limit, and further mail from this list server that would answer\n" +
+	"you automatically is not sent until tomorrow (UTC). The list's owners\n" +
+	"can still be reached.\n"
+
+// AutoNotice is Notice for an automatic reply to one person, counted
+// against their allowance of dailyCap automatic mails a day (0: no
+// limit); the last one allowed carries LastAutoresponseNote, and limited
+// (if set) hears of each one left out.
+func AutoNotice(list string, m Mail, now time.Time, dailyCap int, limited func(addr string, count int), rcpt string) store.Notice {
+	n := Notice(list, m, now, rcpt)
+	if dailyCap > 0 {
+		_, domain := address.ListName(list)
+		last := m
+		last.Text += LastAutoresponseNote
+		n.DailyCap, n.LastBody, n.Limited = dailyCap, last.Bytes(domain, now), limited
+	}
+	return n
+}
+
 // Admins returns who hears about a list's affairs: its owners and
 // moderators, else the site owner; nil if there is nobody.
 func Admins(admins []string, siteOwner string) []string {

@@ -55,7 +55,33 @@ func (p *Processor) confirmRequest(l *store.List, t store.Token, inReplyTo strin
 		Kind:    "confirm", Auto: "auto-replied", InReplyTo: inReplyTo, ListID: l.ListID,
 		Text: b.String(),
 	}
-	return Notice(l.Address, m, p.st.Now(), t.Address)
+	return AutoNotice(l.Address, m, p.st.Now(), p.o.MaxAutoresponsesPerDay, p.limited(l), t.Address)
+}
+
+// limited logs an automatic mail to addr left out by the daily cap.
+func (p *Processor) limited(l *store.List) func(addr string, count int) {
+	return func(addr string, count int) {
+		p.log.Info("automatic mail not sent: daily limit reached", zap.String("list", l.Address),
+			zap.String("address", addr), zap.Int("today", count), zap.Int("limit", p.o.MaxAutoresponsesPerDay))
+	}
+}
+
+// stateNotice tells addr, which a join named, what became of the request
+// (it is a member already, or a request waits for its confirmation):
+// this goes to the address concerned, never to whoever asked.
+func (p *Processor) stateNotice(l *store.List, addr, inReplyTo, text string) store.Notice {
+	var b strings.Builder
+	b.WriteString(text)
+	fmt.Fprintf(&b, "\nIf you did not ask for this, simply disregard this message. Questions go\nto the list's owners at %s.\n",
+		ListAddress(l.Address, address.Owner, "", ""))
+	m := Mail{
+		From:    ListAddress(l.Address, address.Request, "", ""),
+		To:      addr,
+		Subject: fmt.Sprintf("Your subscription to the %s mailing list", l.Address),
+		Kind:    "join-state", Auto: "auto-replied", InReplyTo: inReplyTo, ListID: l.ListID,
+		Text: b.String(),
+	}
+	return AutoNotice(l.Address, m, p.st.Now(), p.o.MaxAutoresponsesPerDay, p.limited(l), addr)
 }
 
 // moderationRequest asks the moderators to approve a confirmed request;
@@ -147,11 +173,12 @@ func (s *session) reply(ctx context.Context) (bool, error) {
 	if answer {
 		d.Notices = []store.Notice{s.resultsMail()}
 	}
+	d.Notices = append(d.Notices, s.notices...)
 	if err := s.p.finish(ctx, s.log, d); err != nil {
 		return false, err
 	}
 	s.log.Info("command mail processed", zap.String("kind", s.it.Kind), zap.Bool("reply", answer), zap.String("result", d.Result))
-	return answer || s.queued, nil
+	return answer || s.queued || len(s.notices) > 0, nil
 }
 
 // resultText summarises the results for intake.result.
@@ -211,5 +238,5 @@ func (s *session) resultsMail() store.Notice {
 		Kind:    "results", Auto: "auto-replied", InReplyTo: s.msg.Get("Message-ID"), ListID: l.ListID,
 		Text: b.String(),
 	}
-	return Notice(l.Address, m, s.p.st.Now(), s.sender)
+	return AutoNotice(l.Address, m, s.p.st.Now(), s.p.o.MaxAutoresponsesPerDay, s.p.limited(l), s.sender)
 }

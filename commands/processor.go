@@ -50,6 +50,11 @@ type Options struct {
 	// hold notice (the posting pipeline's ConfirmHeld); nil refuses
 	// held-message tokens.
 	ConfirmHeld func(ctx context.Context, heldID int64, reply []byte, by string) (string, error)
+	// MaxAutoresponsesPerDay caps the automatic mail one address gets
+	// per UTC day ([mta] max_autoresponses_per_day): results,
+	// confirmation requests and notices to the address a command named.
+	// 0 means no limit.
+	MaxAutoresponsesPerDay int
 }
 
 // Processor handles the intake rows of the email interface. Its methods
@@ -156,6 +161,20 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 	if err != nil {
 		return false, err
 	}
+	if it.Kind != "owner" {
+		// One message, one answer, however many command addresses it
+		// names (test-request+1 ... +1000): the others are answered by
+		// the first.
+		first, err := p.st.AnsweringIntake(ctx, it.MessageID)
+		if err != nil {
+			return false, err
+		}
+		if first != 0 && first != it.ID {
+			log.Info("command mail ignored: the message is answered through another recipient", zap.Int64("answering_intake", first))
+			return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID,
+				Result: fmt.Sprintf("ignored, no reply: the message is answered through intake row %d", first)})
+		}
+	}
 	envSender, body, err := p.st.MessageSender(ctx, it.MessageID)
 	if err != nil {
 		return false, err
@@ -179,6 +198,15 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 		// answering it would be talking to ourselves.
 		log.Info("command mail ignored: from the list's own address", zap.String("sender", sender))
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "ignored, no reply: from the list's own address " + sender})
+	}
+	if site, err := p.siteAddress(ctx, sender); err != nil {
+		return false, err
+	} else if site {
+		// Another list's address (or any address in a list domain): a
+		// reply would be distributed to that list's members as a post,
+		// and a join would subscribe one list to another.
+		log.Info("command mail ignored: from an address of this site", zap.String("sender", sender))
+		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "ignored, no reply: from an address of this site " + sender})
 	}
 	s := &session{p: p, log: log.With(zap.String("sender", sender)), l: l, it: it, raw: body, msg: m, sender: sender, name: name, seen: map[string]bool{}}
 	switch it.Kind {
@@ -220,6 +248,26 @@ func ownAddress(list, addr string) bool {
 		local = local[:i]
 	}
 	return local == name || strings.HasPrefix(local, name+"-")
+}
+
+// siteAddress reports whether addr is in one of the site's list domains
+// or alias domains: every address there is a list, a list's subaddress
+// or nobody, and none of them may be answered or subscribed.
+func (p *Processor) siteAddress(ctx context.Context, addr string) (bool, error) {
+	_, domain, ok := strings.Cut(strings.ToLower(addr), "@")
+	if !ok {
+		return false, nil
+	}
+	ds, err := p.st.Domains(ctx)
+	if err != nil {
+		return false, fmt.Errorf("site domains: %w", err)
+	}
+	for _, d := range ds {
+		if strings.EqualFold(d.Name, domain) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // finish marks a row done (or logs that someone else did).

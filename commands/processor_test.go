@@ -328,6 +328,8 @@ func TestAutomaticMailGetsNoReply(t *testing.T) {
 		{"auto-generated join", "bob@example.net", "test-join@lists.example.org", []string{"Auto-Submitted: auto-generated"}},
 		{"bulk", "bob@example.net", "test-request@lists.example.org", []string{"Precedence: bulk"}},
 		{"list mail", "bob@example.net", "test-request@lists.example.org", []string{"List-Id: <other.example.org>"}},
+		{"List-Post only", "bob@example.net", "test-request@lists.example.org", []string{"list-post: <mailto:other@example.org>"}},
+		{"our own notice", "bob@example.net", "test-request@lists.example.org", []string{commands.NoticeHeader + ": results"}},
 		{"null sender", "", "test-request@lists.example.org", nil},
 		{"mailer daemon", "MAILER-DAEMON@example.net", "test-join@lists.example.org", nil},
 		{"another list's bounces", "other-bounces+bob=example.net@lists.example.com", "test-request@lists.example.org", nil},

@@ -37,6 +37,12 @@ type session struct {
 	ignored     []string
 	nonText     bool
 	seen        map[string]bool // commands already run in this message
+	// targeted is set once a join named an address= : one per message,
+	// so that one message cannot send confirmations to ten strangers.
+	targeted bool
+	// notices are mail to someone other than the sender, queued with
+	// the reply (to the address a join named).
+	notices []store.Notice
 }
 
 // parseAndRun reads the Subject and first text/plain part as commands.
@@ -84,6 +90,12 @@ func (s *session) say(format string, args ...any) {
 	s.summary = append(s.summary, line)
 }
 
+// note records a result for intake.result (which only the site's
+// administrators read) without putting it in the reply.
+func (s *session) note(format string, args ...any) {
+	s.summary = append(s.summary, fmt.Sprintf(format, args...))
+}
+
 func (s *session) sayForced(format string, args ...any) {
 	s.force = true
 	s.say(format, args...)
@@ -127,6 +139,11 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 			// Prose such as "subscribe me please": ignored, as a person
 			// writing it means a plain join.
 		case strings.EqualFold(key, "address"):
+			if s.targeted {
+				s.say("ignored: only one address= per message")
+				return false, nil
+			}
+			s.targeted = true
 			n, err := address.Normalize(val)
 			if err != nil {
 				s.sayForced("join: bad address: %s", clipLine(val))
@@ -149,6 +166,16 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 		s.sayForced("join: %s is one of the list's own addresses", target)
 		return false, nil
 	}
+	if site, err := s.p.siteAddress(ctx, target); err != nil {
+		return false, err
+	} else if site {
+		// Subscribing another list would distribute our confirmation
+		// request to its members as a post, and any of them could
+		// confirm it.
+		s.sayForced("join: %s is an address of this site and cannot be subscribed", target)
+		s.log.Info("join refused: an address of this site", zap.String("address", target))
+		return false, nil
+	}
 	if err := address.Deliverable(target); err != nil {
 		// The store would refuse the request; saying why here gives the
 		// sender a reply instead of a failed message.
@@ -165,6 +192,9 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 		s.sayForced("%s does not accept subscription requests by mail; ask its owners at %s", l.Address, s.owner())
 		return false, nil
 	}
+	if target != s.sender {
+		return false, s.joinOther(ctx, target)
+	}
 	if refused, err := s.refuseBanned(ctx, target); refused || err != nil {
 		return false, err
 	}
@@ -176,7 +206,48 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 		s.sayForced("%s is already a member of %s", target, l.Address)
 		return false, nil
 	}
-	return false, s.request(ctx, store.TokenSubscribe, name, target)
+	_, err = s.request(ctx, store.TokenSubscribe, name, target)
+	return false, err
+}
+
+// joinOther handles a join for an address= other than the sender's. The
+// sender learns nothing about the address (member, pending, banned or
+// none of these: the same answer), and whatever there is to say goes to
+// the address itself, the only one who can act on it.
+func (s *session) joinOther(ctx context.Context, target string) error {
+	l := s.l
+	s.say("A request for %s was passed on: anything to say about it goes to that address only", target)
+	log := s.log.With(zap.String("address", target))
+	banned, err := s.p.st.Banned(ctx, l.Address, target)
+	if err != nil {
+		return err
+	}
+	if banned {
+		log.Info("join for another address refused: banned")
+		s.note("%s is banned: nothing sent", target)
+		return nil
+	}
+	member, err := s.p.st.IsMember(ctx, l.ID, target)
+	if err != nil {
+		return err
+	}
+	if member {
+		log.Info("join for another address: already a member; told the address")
+		s.note("%s is already a member: told that address", target)
+		s.notices = append(s.notices, s.p.stateNotice(l, target, s.it.HeaderMessageID,
+			fmt.Sprintf("Someone asked for your address, %s, to join the %s mailing list.\nIt is already a member, so nothing was changed.\n", target, l.Address)))
+		return nil
+	}
+	pending, err := s.request(ctx, store.TokenSubscribe, "", target)
+	if err != nil || !pending {
+		return err
+	}
+	log.Info("join for another address: a request is already pending; told the address")
+	s.note("%s already has a pending request: told that address", target)
+	s.notices = append(s.notices, s.p.stateNotice(l, target, s.it.HeaderMessageID,
+		fmt.Sprintf("Someone asked again for your address, %s, to join the %s mailing list.\n"+
+			"A request is already waiting for your confirmation: reply to the\nconfirmation request sent earlier, or ignore it to let it expire.\n", target, l.Address)))
+	return nil
 }
 
 // seenOnce reports whether key is new in this message, and remembers it.
@@ -211,7 +282,8 @@ func (s *session) leave(ctx context.Context) error {
 		return nil
 	}
 	if l.Setting("unsubscription_policy") != "open" {
-		return s.request(ctx, store.TokenUnsubscribe, s.name, s.sender)
+		_, err := s.request(ctx, store.TokenUnsubscribe, s.name, s.sender)
+		return err
 	}
 	removed, err := s.p.st.LeaveList(ctx, l.ID, s.sender, "email (leave)", func() []store.Notice {
 		return s.p.goodbye(l, s.name, s.sender)
@@ -229,11 +301,13 @@ func (s *session) leave(ctx context.Context) error {
 }
 
 // request stores a subscription or unsubscription request and mails its
-// confirmation request to the address concerned.
-func (s *session) request(ctx context.Context, kind, name, addr string) error {
+// confirmation request to the address concerned. pending reports that
+// one was waiting already (nothing was stored or sent); the reply says
+// so only when addr is the sender's own.
+func (s *session) request(ctx context.Context, kind, name, addr string) (pending bool, err error) {
 	tok, err := address.NewToken()
 	if err != nil {
-		return err
+		return false, err
 	}
 	now := s.p.st.Now()
 	t := store.Token{Token: tok, ListID: s.l.ID, Kind: kind, Address: addr, DisplayName: name, ExpiresAt: now.Add(s.p.o.TokenLifetime)}
@@ -243,16 +317,22 @@ func (s *session) request(ctx context.Context, kind, name, addr string) error {
 		what = "unsubscription"
 	}
 	if errors.Is(err, store.ErrPending) {
-		s.sayForced("%s already has a pending %s request for %s; reply to the confirmation request sent earlier", addr, what, s.l.Address)
-		return nil
+		if addr == s.sender {
+			s.sayForced("%s already has a pending %s request for %s; reply to the confirmation request sent earlier", addr, what, s.l.Address)
+		}
+		return true, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	s.queued = true
-	s.say("Confirmation email sent to %s", addr)
+	if addr == s.sender {
+		s.say("Confirmation email sent to %s", addr)
+	} else {
+		s.note("confirmation request sent to %s", addr)
+	}
 	s.log.Info("confirmation requested", zap.String("kind", kind), zap.String("address", addr), zap.String("token", tokenPrefix(tok)))
-	return nil
+	return false, nil
 }
 
 // tokenPrefix is what logs show of a token: enough to match a log line to

@@ -87,6 +87,11 @@ type MTA struct {
 	SMTPConnectTimeout Duration `toml:"smtp_connect_timeout"`
 	SMTPCommandTimeout Duration `toml:"smtp_command_timeout"`
 	SMTPDataTimeout    Duration `toml:"smtp_data_timeout"`
+	// MaxAutoresponsesPerDay is how many automatic mails (command
+	// results, confirmation requests, notices to posters) one address
+	// gets per UTC day, the last with a note saying so (Mailman's key);
+	// 0 means no limit.
+	MaxAutoresponsesPerDay int `toml:"max_autoresponses_per_day"`
 
 	// Intake limits (postlist additions).
 	MaxMessageSize     Size     `toml:"max_message_size"`
@@ -153,6 +158,7 @@ func Default() *Config {
 			SMTPConnectTimeout:       Duration(30 * time.Second),
 			SMTPCommandTimeout:       Duration(5 * time.Minute),
 			SMTPDataTimeout:          Duration(10 * time.Minute),
+			MaxAutoresponsesPerDay:   10,
 			MaxMessageSize:           Size(10 << 20),
 			MaxRcptsPerMessage:       1000,
 			MaxLMTPSessions:          64,
@@ -301,6 +307,7 @@ func (c *Config) Validate() error {
 		{c.MTA.MaxDeliveryThreads, "max_delivery_threads"},
 		{c.MTA.MaxRcptsPerMessage, "max_rcpts_per_transaction"},
 		{c.MTA.MaxLMTPSessions, "max_lmtp_sessions"},
+		{c.MTA.MaxAutoresponsesPerDay, "max_autoresponses_per_day"},
 	} {
 		if n.v < 0 {
 			return bad(fmt.Sprintf("%d: must not be negative", n.v), "mta", n.key)

@@ -93,6 +93,7 @@ level = "debug"
 		{"moderator request life (default)", cfg.Site.ModeratorRequestLife.D(), 180 * 24 * time.Hour},
 		{"size", cfg.MTA.MaxMessageSize, Size(20 << 20)},
 		{"sessions", cfg.MTA.MaxSessionsPerConnection, 50},
+		{"autoresponses (default)", cfg.MTA.MaxAutoresponsesPerDay, 10},
 		{"filetype", cfg.Postfix.TransportFileType, "regex"},
 		{"pass", cfg.MTA.SMTPPass.Reveal(), "hunter2"},
 		{"pass hidden", cfg.MTA.SMTPPass.String(), "********"},
@@ -125,6 +126,7 @@ func TestBadConfigs(t *testing.T) {
 		{"owner", "[site]\nowner = \"nobody\"\n", "bad.toml:2: site.owner: \"nobody\": want an email address"},
 		{"file type", "[postfix]\ntransport_file_type = \"btree\"\n", "bad.toml:2: postfix.transport_file_type"},
 		{"negative", "[mta]\nmax_recipients = -1\n", "bad.toml:2: mta.max_recipients: -1: must not be negative"},
+		{"negative autoresponses", "[mta]\nmax_autoresponses_per_day = -1\n", "bad.toml:2: mta.max_autoresponses_per_day: -1: must not be negative"},
 		{"zero request life", "[site]\nmoderator_request_life = \"0d\"\n", "bad.toml:2: site.moderator_request_life: 0s: must be positive"},
 		{"zero timeout", "[mta]\n\nsmtp_command_timeout = \"0\"\n", "bad.toml:3: mta.smtp_command_timeout: 0s: must be positive"},
 	}

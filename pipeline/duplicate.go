@@ -6,6 +6,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/commands"
+	"postlist/decorate"
 	"postlist/store"
 )
 
@@ -29,5 +31,28 @@ func (p *Pipeline) discardDuplicate(ctx context.Context, l *store.List, it store
 	p.log.Info("post decided",
 		zap.String("list", l.Address), zap.Int64("msg_id", it.MessageID), zap.String("sender", sender),
 		zap.String("rule", ruleDuplicate), zap.String("action", store.ActionDiscard), zap.String("reason", reason))
+	return nil
+}
+
+// ruleOwnNotice names the decision about a post that is one of postlist's
+// own notices (it carries commands.NoticeHeader).
+const ruleOwnNotice = "own-notice"
+
+// discardOwnNotice records post it as discarded: it is a notice postlist
+// wrote (a confirmation request or a results mail sent to an address
+// that is another list, say). Distributing it would hand a confirmation
+// token to every member; answering it could loop, so nobody is told.
+func (p *Pipeline) discardOwnNotice(ctx context.Context, l *store.List, it store.IntakeItem, sender, kind string) error {
+	reason := fmt.Sprintf("the message is a notice of this list server (%s: %s)", commands.NoticeHeader, decorate.OneLine(kind))
+	_, err := p.st.RecordPost(ctx, store.PostDecision{
+		IntakeID: it.ID, ListID: l.ID, MessageID: it.MessageID,
+		Action: store.ActionDiscard, Rule: ruleOwnNotice, Reason: reason, Sender: sender,
+	})
+	if err != nil {
+		return err
+	}
+	p.log.Info("post decided",
+		zap.String("list", l.Address), zap.Int64("msg_id", it.MessageID), zap.String("sender", sender),
+		zap.String("rule", ruleOwnNotice), zap.String("action", store.ActionDiscard), zap.String("reason", reason))
 	return nil
 }

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"postlist/address"
+	"postlist/commands"
 	"postlist/decorate"
 	"postlist/store"
 )
@@ -74,7 +77,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, toke
 	body := p.buildNotice(noticeHeader{
 		from: owner, to: owner, replyTo: confirm, domain: domain,
 		subject: fmt.Sprintf("%s post from %s requires approval", l.Address, from),
-		auto:    "auto-generated",
+		auto:    "auto-generated", kind: "held",
 	}, text.String(), attachment)
 	rows := make([]store.NewDelivery, 0, len(admins))
 	for _, a := range admins {
@@ -92,7 +95,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, toke
 // or becoming backscatter.
 func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string, post []byte) (store.Notice, bool) {
 	m := decorate.Parse(post)
-	if poster == "" || envSender == "" || automatic(m) {
+	if poster == "" || envSender == "" || automatic(m) || commands.Automatic(m, envSender) != "" {
 		return store.Notice{}, false
 	}
 	name, domain := address.ListName(l.Address)
@@ -106,21 +109,34 @@ func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string,
 	h := noticeHeader{
 		from: owner, to: poster, domain: domain,
 		subject: "Your message to " + l.Address + " was rejected",
-		auto:    "auto-replied",
+		auto:    "auto-replied", kind: "rejected",
 	}
 	if id := m.Get("Message-ID"); validMsgID(id) {
 		h.inReplyTo = id
 	}
-	body := p.buildNotice(h, text.String(), headerPart(m))
-	return store.Notice{
+	n := store.Notice{
 		Sender:     bounces(l.Address),
-		Body:       body,
+		Body:       p.buildNotice(h, text.String(), headerPart(m)),
 		Recipients: []store.NewDelivery{{Recipient: poster, EnvelopeFrom: bounces(l.Address)}},
-	}, true
+	}
+	if p.maxAuto > 0 {
+		// A reject notice answers whoever the From names, forged or
+		// not: it counts against that address's daily allowance.
+		n.DailyCap = p.maxAuto
+		n.LastBody = p.buildNotice(h, text.String()+commands.LastAutoresponseNote, headerPart(m))
+		n.Limited = func(addr string, count int) {
+			p.log.Info("automatic mail not sent: daily limit reached", zap.String("list", l.Address),
+				zap.String("address", addr), zap.Int("today", count), zap.Int("limit", p.maxAuto))
+		}
+	}
+	return n, true
 }
 
 // automatic reports mail that must not be answered (RFC 3834 section 2).
 func automatic(m *decorate.Message) bool {
+	if m.Has(commands.NoticeHeader) {
+		return true
+	}
 	if v := strings.ToLower(m.Get("Auto-Submitted")); v != "" && v != "no" {
 		return true
 	}
@@ -147,6 +163,9 @@ func orNone(s string) string {
 
 type noticeHeader struct {
 	from, to, replyTo, domain, subject, auto, inReplyTo string
+	// kind names the notice in commands.NoticeHeader, the mark that
+	// keeps a notice sent to a list address from being distributed.
+	kind string
 }
 
 // part is a ready MIME part: header fields and body, CRLF line endings.
@@ -210,6 +229,7 @@ func (p *Pipeline) buildNotice(h noticeHeader, text string, att part) []byte {
 	}
 	field("Auto-Submitted", h.auto)
 	field("Precedence", "bulk")
+	field(commands.NoticeHeader, h.kind)
 	field("MIME-Version", "1.0")
 	field("Content-Type", `multipart/mixed; boundary="`+boundary+`"`)
 	b.WriteString(eol)

@@ -67,6 +67,10 @@ type Options struct {
 	// HeldTokenLifetime is how long a held post can be decided by mail;
 	// 0 means DefaultHeldTokenLifetime.
 	HeldTokenLifetime time.Duration
+	// MaxAutoresponsesPerDay caps the reject notices (and any other
+	// automatic mail to a poster) one address gets per UTC day ([mta]
+	// max_autoresponses_per_day); 0 means no limit.
+	MaxAutoresponsesPerDay int
 }
 
 // Pipeline processes posts. Its methods are safe for concurrent use.
@@ -81,6 +85,7 @@ type Pipeline struct {
 	notify   func()
 	poll     time.Duration
 	heldLife time.Duration
+	maxAuto  int
 	kick     stage.Kicker
 	cache    renderCache
 
@@ -111,6 +116,7 @@ func New(o Options) *Pipeline {
 		poll:    poll,
 		kick:    stage.NewKicker(),
 	}
+	p.maxAuto = o.MaxAutoresponsesPerDay
 	p.heldLife = o.HeldTokenLifetime
 	if p.heldLife <= 0 {
 		p.heldLife = DefaultHeldTokenLifetime
@@ -181,6 +187,9 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	envSender, body, err := p.st.MessageSender(ctx, it.MessageID)
 	if err != nil {
 		return err
+	}
+	if kind := decorate.Parse(body).Get(commands.NoticeHeader); kind != "" {
+		return p.discardOwnNotice(ctx, l, it, envSender, kind)
 	}
 	// One queued message can reach us as several posts (see
 	// store.EarlierPost); only the first is distributed.

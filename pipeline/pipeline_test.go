@@ -353,6 +353,8 @@ func TestRejectAndDiscard(t *testing.T) {
 		{"stranger@example.com", "Auto-Submitted: auto-replied\n" + nonmember, 0},
 		{"stranger@example.com", "Precedence: bulk\n" + nonmember, 0},
 		{"stranger@example.com", "List-Id: <other.example.com>\n" + nonmember, 0},
+		{"stranger@example.com", "List-Post: <mailto:other@example.com>\n" + nonmember, 0},
+		{"MAILER-DAEMON@example.com", nonmember, 0},
 	} {
 		e.post(tc.env, tc.msg)
 		e.run()

@@ -223,6 +223,16 @@ type Notice struct {
 	Sender     string
 	Body       []byte
 	Recipients []NewDelivery
+	// DailyCap, when above zero, makes the notice an automatic reply to
+	// a person, counted per recipient and UTC day in the autoresponses
+	// table: a recipient for whom it is the DailyCap-th of the day gets
+	// LastBody instead of Body, and beyond that none (see capNotice).
+	DailyCap int
+	LastBody []byte
+	// Limited, when set, hears of each recipient left out by DailyCap
+	// (with the day's count so far), for the caller's log. It runs
+	// inside the transaction and must not block.
+	Limited func(addr string, count int)
 }
 
 // PostDecision is what the posting rules decided about one post.
@@ -449,7 +459,19 @@ func insertDeliveries(ctx context.Context, tx *sql.Tx, now string, messageID, li
 
 // storeNotices stores each notice as a message and queues it.
 func storeNotices(ctx context.Context, tx *sql.Tx, now string, listID int64, ns []Notice) (int, error) {
+	var capped []Notice
 	for _, n := range ns {
+		if n.DailyCap <= 0 {
+			capped = append(capped, n)
+			continue
+		}
+		parts, err := capNotice(ctx, tx, now, listID, n)
+		if err != nil {
+			return 0, err
+		}
+		capped = append(capped, parts...)
+	}
+	for _, n := range capped {
 		if len(n.Body) == 0 || len(n.Recipients) == 0 {
 			return 0, fmt.Errorf("store notice: %w: empty body or no recipients", ErrInvalid)
 		}
@@ -467,7 +489,7 @@ func storeNotices(ctx context.Context, tx *sql.Tx, now string, listID int64, ns 
 			return 0, err
 		}
 	}
-	return len(ns), nil
+	return len(capped), nil
 }
 
 // headerMessageID finds the Message-ID field of a message we generated

@@ -25,6 +25,8 @@ type PurgeStats struct {
 	Held       int64 `json:"held"`
 	Posts      int64 `json:"posts"`
 	Tokens     int64 `json:"tokens"`
+	// Autoresponses counts the daily automatic-mail counts of past days.
+	Autoresponses int64 `json:"autoresponses"`
 }
 
 // Any reports whether anything was removed.
@@ -37,6 +39,7 @@ func (p *PurgeStats) add(q PurgeStats) {
 	p.Held += q.Held
 	p.Posts += q.Posts
 	p.Tokens += q.Tokens
+	p.Autoresponses += q.Autoresponses
 }
 
 // pendingSQL finds the messages with work left: deliveries to make, intake
@@ -73,7 +76,8 @@ const stillPendingSQL = `SELECT EXISTS (SELECT 1 FROM deliveries WHERE message_i
 // Purge deletes the work that finished: each message received before
 // olderThan on which nothing is pending (no delivery queued, sending or
 // deferred, no intake row new, no post held), with its deliveries, intake,
-// held and posts rows, and the requests (tokens) that have expired. Events
+// held and posts rows, the requests (tokens) that have expired, and the
+// automatic-mail counts (autoresponses) of past UTC days. Events
 // and bounces are history and stay; a bounce naming a deleted message
 // keeps its row with message_id NULL.
 //
@@ -120,6 +124,13 @@ func (s *Store) Purge(ctx context.Context, olderThan time.Time, batch int) (Purg
 	}
 	n, err := s.purgeTokens(ctx)
 	total.Tokens += n
+	if err != nil {
+		return total, err
+	}
+	// Only today's counts matter for the daily cap; older days go
+	// whatever the retention.
+	n, err = s.PurgeAutoresponses(ctx, s.Now())
+	total.Autoresponses += n
 	return total, err
 }
 

@@ -157,13 +157,14 @@ func options(cfg *config.Config, log *zap.Logger, st *store.Store, secret []byte
 	return Options{
 		Pipeline: pipeline.Options{
 			Store: st, Log: log.Named("pipeline"),
-			Delimiter:         cfg.MTA.VERPDelimiter,
-			BaseURL:           cfg.HTTP.BaseURL,
-			SiteOwner:         cfg.Site.Owner,
-			Secret:            secret,
-			Signer:            signer,
-			HeldTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
-			PollInterval:      tu.PollInterval,
+			Delimiter:              cfg.MTA.VERPDelimiter,
+			BaseURL:                cfg.HTTP.BaseURL,
+			SiteOwner:              cfg.Site.Owner,
+			Secret:                 secret,
+			Signer:                 signer,
+			HeldTokenLifetime:      cfg.Site.ModeratorRequestLife.D(),
+			PollInterval:           tu.PollInterval,
+			MaxAutoresponsesPerDay: cfg.MTA.MaxAutoresponsesPerDay,
 		},
 		Commands: commands.Options{
 			Store: st, Log: log.Named("commands"),
@@ -172,6 +173,7 @@ func options(cfg *config.Config, log *zap.Logger, st *store.Store, secret []byte
 			TokenLifetime:          cfg.Site.PendingRequestLife.D(),
 			ModeratorTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
 			PollInterval:           tu.PollInterval,
+			MaxAutoresponsesPerDay: cfg.MTA.MaxAutoresponsesPerDay,
 		},
 		Bounce: bounce.Options{
 			Store: st, Log: log.Named("bounce"),

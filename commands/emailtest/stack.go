@@ -50,11 +50,40 @@ type Stack struct {
 	Deliver  *deliver.Deliverer
 }
 
+// StackOptions adjust a Stack.
+type StackOptions struct {
+	// MaxAutoresponsesPerDay is the email interface's daily cap; 0 means
+	// the configuration default (10), below 0 no limit.
+	MaxAutoresponsesPerDay int
+	// Lists are further lists created next to List (posting addresses).
+	Lists []string
+	// ExtraMain holds further main.cf settings of the Postfix instance.
+	ExtraMain map[string]string
+}
+
 // StartStack starts the stack; it is stopped when the test ends.
 func StartStack(t *testing.T) *Stack {
 	t.Helper()
+	return StartStackWith(t, StackOptions{})
+}
+
+// StartStackWith starts the stack as o says; it is stopped when the test
+// ends.
+func StartStackWith(t *testing.T, o StackOptions) *Stack {
+	t.Helper()
 	f := NewFixture(t)
 	st := f.Store
+	for _, l := range o.Lists {
+		if _, err := st.CreateList(context.Background(), l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	switch {
+	case o.MaxAutoresponsesPerDay == 0:
+		o.MaxAutoresponsesPerDay = 10
+	case o.MaxAutoresponsesPerDay < 0:
+		o.MaxAutoresponsesPerDay = 0
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -83,9 +112,12 @@ func StartStack(t *testing.T) *Stack {
 		Milter:      "inet:" + milterLn.Addr().String(),
 		ListDomains: []string{"lists.example.org"},
 		LMTP:        "inet:" + lmtpLn.Addr().String(),
+		ExtraMain:   o.ExtraMain,
 	})
 
-	sys, err := wire.Build(ctx, stackConfig(t, pf.SubmitAddr), log, wire.WithStore(st), wire.WithHostname("postlist.test"),
+	cfg := stackConfig(t, pf.SubmitAddr)
+	cfg.MTA.MaxAutoresponsesPerDay = o.MaxAutoresponsesPerDay
+	sys, err := wire.Build(ctx, cfg, log, wire.WithStore(st), wire.WithHostname("postlist.test"),
 		wire.WithClock(f.Clock.Now), wire.WithTuning(wire.Tuning{
 			PollInterval: 50 * time.Millisecond, SweepInterval: time.Hour,
 			FlushInterval: 5 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
