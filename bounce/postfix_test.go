@@ -43,7 +43,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(emailtest.List, "alice@example.com", "+")}}
+		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())}}
 		if err := s.Store.QueueDeliveries(ctx, id, s.List.ID, rows); err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +99,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("a forged bounce is refused at RCPT", func(t *testing.T) {
-		good := s.Signer.VERP(emailtest.List, "alice@example.com", "+")
+		good := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())
 		local, domain, _ := strings.Cut(good, "@")
 		forged := local[:len(local)-8] + "aaaaaaaa@" + domain
 		if forged == good {

@@ -110,6 +110,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	st.VERPWindow = cfg.MTA.VERPBounceWindow.D()
 
 	ix, err := index.Load(ctx, st, cfg.MTA.VERPDelimiter, log.Named("index"))
 	if err != nil {

@@ -380,22 +380,25 @@ func bounces(list string) string {
 	return name + "-bounces@" + domain
 }
 
-// envelopeFrom is the envelope sender of a post to member: the member's
-// VERP address on a personalized list (verp yes, the default), so a
-// bounce names who bounced, else the plain -bounces address, which lets
-// bulk delivery group members into shared transactions. With a signer the
-// VERP address carries a signature, which the milter and the bounce
-// processor check.
-func (p *Pipeline) envelopeFrom(l *store.List, member string) string {
+// envelopeFrom is the envelope sender of a post to member, sent at now:
+// the member's VERP address on a personalized list (verp yes, the
+// default), so a bounce names who bounced, else the plain -bounces
+// address, which lets bulk delivery group members into shared
+// transactions. With a signer the VERP address carries a time stamp and
+// a signature, which the milter and the bounce processor check.
+func (p *Pipeline) envelopeFrom(l *store.List, member string, now time.Time) string {
 	if !l.Bool("verp") {
 		return bounces(l.Address)
 	}
 	if len(p.signer.Key) > 0 {
-		return p.signer.VERP(l.Address, member, p.delim)
+		return p.signer.VERP(l.Address, member, p.delim, now)
 	}
 	return address.VERP(l.Address, member, p.delim)
 }
 
+// envelopeFunc signs every member's return path of one fan-out with the
+// same time.
 func (p *Pipeline) envelopeFunc(l *store.List) func(string) string {
-	return func(m string) string { return p.envelopeFrom(l, m) }
+	now := p.st.Now()
+	return func(m string) string { return p.envelopeFrom(l, m, now) }
 }

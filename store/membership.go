@@ -245,8 +245,8 @@ func (s *Store) CompleteToken(ctx context.Context, c TokenCompletion) (TokenResu
 		}
 		switch c.Action {
 		case TokenSubscribe:
-			r, err := tx.ExecContext(ctx, `INSERT INTO members (list_id, address, display_name, role, created_at)
-				VALUES (?, ?, ?, 'member', ?) ON CONFLICT (list_id, address, role) DO NOTHING`,
+			r, err := tx.ExecContext(ctx, `INSERT INTO members (id, list_id, address, display_name, role, created_at)
+				VALUES (`+nextIDMembers+`, ?, ?, ?, 'member', ?) ON CONFLICT (list_id, address, role) DO NOTHING`,
 				t.ListID, t.Address, t.DisplayName, now)
 			if err != nil {
 				return fmt.Errorf("add member: %w", err)
