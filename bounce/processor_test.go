@@ -63,7 +63,9 @@ func (e *env) bounceTo(t *testing.T, rcpt string, report []byte) store.IntakeIte
 }
 
 // verp is the member's signed return path.
-func (e *env) verp(member string) string { return e.signer.VERP(emailtest.List, member, "+", e.Clock.Now()) }
+func (e *env) verp(member string) string {
+	return e.signer.VERP(emailtest.List, member, "+", e.Clock.Now())
+}
 
 func (e *env) record(t *testing.T, addr string) store.MemberBounce {
 	t.Helper()
