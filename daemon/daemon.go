@@ -140,6 +140,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		Store: st, Log: log.Named("pipeline"), Delimiter: cfg.MTA.VERPDelimiter,
 		BaseURL: cfg.HTTP.BaseURL, SiteOwner: cfg.Site.Owner, Secret: secret, Signer: signer,
 		Notify: func() { dl.Kick() }, HeldTokenLifetime: cfg.Site.ModeratorRequestLife.D(),
+		UnsubscribeLinkLife: cfg.HTTP.UnsubscribeLinkLife.D(),
 	})
 	cp := commands.New(commands.Options{
 		Store: st, Log: log.Named("commands"), Delimiter: cfg.MTA.VERPDelimiter, SiteOwner: cfg.Site.Owner,

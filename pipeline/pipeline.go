@@ -19,8 +19,8 @@
 //
 // Nothing is stored per member: Render builds each member's copy from the
 // stored post and the list's settings when the deliverer sends it, with
-// the member's one-click unsubscribe link derived from a site secret
-// (see UnsubscribeURL) rather than looked up.
+// the member's one-click unsubscribe link derived from a site secret and
+// the subscription's row id (see UnsubscribeURL).
 package pipeline
 
 import (
@@ -54,6 +54,10 @@ type Options struct {
 	// Secret keys the per-member unsubscribe tokens (HMAC). Without it no
 	// one-click link is offered. See Secret.
 	Secret []byte
+	// UnsubscribeLinkLife is how long a one-click link works after the
+	// copy carrying it was rendered ([http] unsubscribe_link_life); 0
+	// means DefaultUnsubscribeLinkLife.
+	UnsubscribeLinkLife time.Duration
 	// Signer signs each member's VERP return path (see
 	// store.VERPSigner), so that only bounces of mail we sent can score
 	// against a member. Without a key, Mailman's unsigned form is used.
@@ -77,6 +81,7 @@ type Pipeline struct {
 	baseURL  string
 	owner    string
 	secret   []byte
+	linkLife time.Duration
 	signer   address.VERPSigner
 	notify   func()
 	poll     time.Duration
@@ -110,6 +115,10 @@ func New(o Options) *Pipeline {
 		notify:  o.Notify,
 		poll:    poll,
 		kick:    stage.NewKicker(),
+	}
+	p.linkLife = o.UnsubscribeLinkLife
+	if p.linkLife <= 0 {
+		p.linkLife = DefaultUnsubscribeLinkLife
 	}
 	p.heldLife = o.HeldTokenLifetime
 	if p.heldLife <= 0 {
