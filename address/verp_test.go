@@ -245,3 +245,16 @@ func TestVERPMember(t *testing.T) {
 		t.Errorf("legacy signature without LegacySince: %v, want expired", got)
 	}
 }
+
+// BenchmarkVERPMember is the milter's cost per -bounces+ RCPT.
+func BenchmarkVERPMember(b *testing.B) {
+	s := VERPSigner{Key: []byte("0123456789abcdef0123456789abcdef"), LegacySince: time.Now()}
+	now := time.Now()
+	rp := s.VERP("test@lists.example.org", "alice@example.com", "+", now)
+	ext := strings.TrimSuffix(strings.TrimPrefix(rp, "test-bounces+"), "@lists.example.org")
+	for b.Loop() {
+		if _, st := s.Member("test@lists.example.org", ext, false, now); st != VERPCurrent {
+			b.Fatal(st)
+		}
+	}
+}

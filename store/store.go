@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,6 +68,8 @@ type Store struct {
 	// verp_bounce_window); 0 means address.DefaultVERPWindow. Set it
 	// before the store is shared.
 	VERPWindow time.Duration
+	subMu   sync.Mutex
+	subStmt *sql.Stmt // see subscriptionStmt
 	// writerStale is set while the writer connection may have been opened
 	// read-only (see reopenWriter).
 	writerStale atomic.Bool
@@ -117,7 +120,14 @@ func (s *Store) Path() string { return s.path }
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
-	return errors.Join(s.w.Close(), s.r.Close())
+	s.subMu.Lock()
+	var stmtErr error
+	if s.subStmt != nil {
+		stmtErr = s.subStmt.Close()
+		s.subStmt = nil
+	}
+	s.subMu.Unlock()
+	return errors.Join(stmtErr, s.w.Close(), s.r.Close())
 }
 
 // now returns the current time in stored form.

@@ -30,9 +30,12 @@ func (s *Store) ListByListID(ctx context.Context, listID string) (*List, error) 
 // listID, 0 if addr is not subscribed. A new subscription of the same
 // address gets a new id.
 func (s *Store) SubscriptionID(ctx context.Context, listID int64, addr string) (int64, error) {
+	stmt, err := s.subscriptionStmt(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("subscription of %s: %w", addr, err)
+	}
 	var id int64
-	err := s.r.QueryRowContext(ctx, `SELECT id FROM members WHERE list_id = ? AND address = ? AND role = 'member'`,
-		listID, addr).Scan(&id)
+	err = stmt.QueryRowContext(ctx, listID, addr).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -64,4 +67,21 @@ func (s *Store) UnsubscribeSubscription(ctx context.Context, listID, memberID in
 		return false, fmt.Errorf("unsubscribe %s from list #%d: %w", addr, listID, err)
 	}
 	return removed, nil
+}
+
+// subscriptionStmt is SubscriptionID's query, prepared once: Render runs
+// it for every member's copy, and preparing it each time costs more than
+// running it.
+func (s *Store) subscriptionStmt(ctx context.Context) (*sql.Stmt, error) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.subStmt != nil {
+		return s.subStmt, nil
+	}
+	stmt, err := s.r.PrepareContext(ctx, `SELECT id FROM members WHERE list_id = ? AND address = ? AND role = 'member'`)
+	if err != nil {
+		return nil, err
+	}
+	s.subStmt = stmt
+	return stmt, nil
 }
