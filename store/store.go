@@ -68,8 +68,8 @@ type Store struct {
 	// verp_bounce_window); 0 means address.DefaultVERPWindow. Set it
 	// before the store is shared.
 	VERPWindow time.Duration
-	subMu   sync.Mutex
-	subStmt *sql.Stmt // see subscriptionStmt
+	subMu      sync.Mutex
+	subStmt    *sql.Stmt // see subscriptionStmt
 	// writerStale is set while the writer connection may have been opened
 	// read-only (see reopenWriter).
 	writerStale atomic.Bool
