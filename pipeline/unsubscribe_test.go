@@ -131,6 +131,16 @@ func TestUnsubscribeHandler(t *testing.T) {
 		qq.Set(k, v)
 		return "/unsubscribe?" + qq.Encode()
 	}
+	upperQ := func(keys ...string) string {
+		qq := url.Values{}
+		for key, vs := range q {
+			qq[key] = vs
+		}
+		for _, k := range keys {
+			qq.Set(k, strings.ToUpper(q.Get(k)))
+		}
+		return "/unsubscribe?" + qq.Encode()
+	}
 	mp := func() (string, string) {
 		var b bytes.Buffer
 		w := multipart.NewWriter(&b)
@@ -144,6 +154,7 @@ func TestUnsubscribeHandler(t *testing.T) {
 	cases := []unsubCase{
 		{name: "GET shows a confirmation", method: "GET", target: path, status: 200, contains: `<form method="post" action="">`, member: true},
 		{name: "HEAD", method: "HEAD", target: path, status: 200, member: true},
+		{name: "List-Id and token case-folded on the way", method: "GET", target: upperQ("l", "t", "a"), status: 200, contains: `<form method="post" action="">`, member: true},
 		{name: "missing token", method: "GET", target: "/unsubscribe?l=test.lists.example.org&a=bob%40example.net", status: 400, contains: "incomplete", member: true},
 		{name: "no list", method: "GET", target: withQ("l", ""), status: 400, member: true},
 		{name: "bad address", method: "GET", target: withQ("a", "not an address"), status: 400, member: true},

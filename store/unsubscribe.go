@@ -16,7 +16,9 @@ import (
 // ListByListID returns the list whose RFC 2919 List-Id is listID
 // ("test.lists.example.org"); ErrNotFound if there is none.
 func (s *Store) ListByListID(ctx context.Context, listID string) (*List, error) {
-	l, err := scanList(s.r.QueryRowContext(ctx, s.listQuery("WHERE l.list_id = ?"), listID))
+	// Without regard to case, like the rest of the link: URLs get
+	// case-folded on their way, and a List-Id is an address.
+	l, err := scanList(s.r.QueryRowContext(ctx, s.listQuery("WHERE l.list_id = ? COLLATE NOCASE ORDER BY l.id"), listID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: list-id %s", ErrNotFound, listID)
 	}
