@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVERP(t *testing.T) {
@@ -95,14 +96,15 @@ func verpRoundTrip(t *testing.T, member, delim string) {
 	}
 
 	s := VERPSigner{Key: []byte("0123456789abcdef")}
-	rp = s.VERP("test@lists.example.org", member, delim)
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	rp = s.VERP("test@lists.example.org", member, delim, now)
 	tg, err = Resolver{Delimiter: delim}.Resolve(rp, newTestDir())
 	if err != nil || tg.Kind != Bounces {
 		t.Fatalf("signed VERP(%q) = %q resolves to %+v, %v", member, rp, tg, err)
 	}
-	got, ok = s.DecodeVERP("test@lists.example.org", tg.Ext)
-	if !ok || got != want {
-		t.Fatalf("signed VERP(%q) = %q, extension %q decodes to %q, %v; want %q", member, rp, tg.Ext, got, ok, want)
+	got, st := s.Member("test@lists.example.org", tg.Ext, false, now)
+	if st != VERPCurrent || got != want {
+		t.Fatalf("signed VERP(%q) = %q, extension %q decodes to %q, %v; want %q", member, rp, tg.Ext, got, st, want)
 	}
 }
 
@@ -135,46 +137,133 @@ func TestVERPRoundTrip(t *testing.T) {
 func TestVERPSigner(t *testing.T) {
 	const list = "test@lists.example.org"
 	s := VERPSigner{Key: []byte("0123456789abcdef")}
-	sig := s.Sign(list, "Alice@Example.com")
-	if len(sig) != 8 || strings.Trim(sig, "abcdefghijklmnopqrstuvwxyz234567") != "" {
-		t.Fatalf("Sign = %q, want 8 lower-case base32 characters", sig)
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	x := s.Sign(list, "Alice@Example.com", now)
+	if len(x) != 11 || strings.Trim(x, "abcdefghijklmnopqrstuvwxyz234567") != "" {
+		t.Fatalf("Sign = %q, want 11 lower-case base32 characters", x)
 	}
-	rp := s.VERP(list, "Alice@Example.com", "")
-	if want := "test-bounces+Alice=example.com=" + sig + "@lists.example.org"; rp != want {
+	rp := s.VERP(list, "Alice@Example.com", "", now)
+	if want := "test-bounces+Alice=example.com=" + x + "@lists.example.org"; rp != want {
 		t.Fatalf("VERP = %q, want %q", rp, want)
 	}
+	// Another character in the time stamp, the signature kept: what a
+	// replay with a fresh-looking date would try.
+	tampered := []byte(x)
+	tampered[2] = map[bool]byte{true: 'b', false: 'a'}[tampered[2] == 'a']
 	for _, tt := range []struct {
-		name, list, member, sig string
-		ok                      bool
+		name, list, member, x string
+		want                  VERPStatus
 	}{
-		{"same", list, "Alice@example.com", sig, true},
-		{"case-mangled by an MTA", strings.ToUpper(list), "alice@EXAMPLE.COM", strings.ToUpper(sig), true},
-		{"other member", list, "bob@example.com", sig, false},
-		{"other list", "other@lists.example.org", "Alice@example.com", sig, false},
-		{"truncated", list, "Alice@example.com", sig[:7], false},
-		{"extended", list, "Alice@example.com", sig + "a", false},
-		{"empty", list, "Alice@example.com", "", false},
-		{"not base32", list, "Alice@example.com", "!!!!!!!!", false},
+		{"same", list, "Alice@example.com", x, VERPCurrent},
+		{"case-mangled by an MTA", strings.ToUpper(list), "alice@EXAMPLE.COM", strings.ToUpper(x), VERPCurrent},
+		{"other member", list, "bob@example.com", x, VERPBad},
+		{"other list", "other@lists.example.org", "Alice@example.com", x, VERPBad},
+		{"tampered time stamp", list, "Alice@example.com", string(tampered), VERPBad},
+		{"time stamp dropped", list, "Alice@example.com", x[3:], VERPBad},
+		{"truncated", list, "Alice@example.com", x[:10], VERPBad},
+		{"extended", list, "Alice@example.com", x + "a", VERPBad},
+		{"empty", list, "Alice@example.com", "", VERPBad},
+		{"not base32", list, "Alice@example.com", "!!!!!!!!!!!", VERPBad},
 	} {
-		if got := s.Verify(tt.list, tt.member, tt.sig); got != tt.ok {
-			t.Errorf("%s: Verify(%q, %q, %q) = %v, want %v", tt.name, tt.list, tt.member, tt.sig, got, tt.ok)
+		if got := s.Verify(tt.list, tt.member, tt.x, now); got != tt.want {
+			t.Errorf("%s: Verify(%q, %q, %q) = %v, want %v", tt.name, tt.list, tt.member, tt.x, got, tt.want)
 		}
 	}
-	if (VERPSigner{Key: []byte("another key")}).Verify(list, "Alice@example.com", sig) {
-		t.Error("a signature verified under another key")
+	if got := (VERPSigner{Key: []byte("another key")}).Verify(list, "Alice@example.com", x, now); got != VERPBad {
+		t.Errorf("a signature checked under another key: %v", got)
 	}
-	if (VERPSigner{}).Verify(list, "Alice@example.com", (VERPSigner{}).Sign(list, "Alice@example.com")) {
-		t.Error("an empty key verified a signature")
+	if got := (VERPSigner{}).Verify(list, "Alice@example.com", (VERPSigner{}).Sign(list, "Alice@example.com", now), now); got != VERPBad {
+		t.Errorf("an empty key verified a signature: %v", got)
 	}
-	for _, ext := range []string{
-		"alice=example.com",              // unsigned
-		"Alice=example.com=" + sig + "x", // tampered
-		"bob=example.com=" + sig,         // signature moved to another member
-		"=" + sig,
-		"",
+}
+
+// TestVERPWindow: a return path scores for Window after the end of the
+// day it was signed on, is expired (still genuine) after that, and a time
+// stamp from the future beyond a day's clock step is not believed.
+func TestVERPWindow(t *testing.T) {
+	const list, member = "test@lists.example.org", "alice@example.com"
+	signedAt := time.Date(2026, 12, 8, 13, 45, 0, 0, time.UTC)
+	endOfDay := time.Date(2026, 12, 9, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name   string
+		window time.Duration
+		at     time.Time
+		want   VERPStatus
+	}{
+		{"just sent", 0, signedAt, VERPCurrent},
+		{"default window, last second", 0, endOfDay.Add(DefaultVERPWindow), VERPCurrent},
+		{"default window, a second late", 0, endOfDay.Add(DefaultVERPWindow + time.Second), VERPExpired},
+		{"a year later", 0, signedAt.AddDate(1, 0, 0), VERPExpired},
+		{"a century later", 0, signedAt.AddDate(100, 0, 0), VERPExpired},
+		{"short window, in it", 2 * day, endOfDay.Add(2*day - time.Minute), VERPCurrent},
+		{"short window, past it", 2 * day, endOfDay.Add(2*day + time.Minute), VERPExpired},
+		{"clock stepped back a day", 0, signedAt.Add(-day), VERPCurrent},
+		{"clock stepped back three days", 0, signedAt.Add(-3 * day), VERPExpired},
 	} {
-		if m, ok := s.DecodeVERP(list, ext); ok {
-			t.Errorf("DecodeVERP(%q) accepted %q", ext, m)
+		s := VERPSigner{Key: []byte("k"), Window: tt.window}
+		ext := strings.Replace(s.VERP(list, member, "+", signedAt), "test-bounces+", "", 1)
+		ext = strings.TrimSuffix(ext, "@lists.example.org")
+		m, got := s.Member(list, ext, false, tt.at)
+		if got != tt.want || m != member {
+			t.Errorf("%s: Member(%q) at %s = %q, %v; want %q, %v", tt.name, ext, tt.at, m, got, member, tt.want)
+		}
+	}
+}
+
+// TestVERPMember covers the forms a -bounces+ extension comes in: signed
+// now or long ago, from before time stamps, Mailman's unsigned, forged.
+func TestVERPMember(t *testing.T) {
+	const list = "test@lists.example.org"
+	upgrade := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	now := upgrade.Add(10 * day)
+	s := VERPSigner{Key: []byte("0123456789abcdef"), LegacySince: upgrade}
+	legacy := s.mac(list, "alice@example.com", "")
+	fresh := s.Sign(list, "alice@example.com", now)
+	old := s.Sign(list, "alice@example.com", now.Add(-60*day))
+	for _, tt := range []struct {
+		name, ext      string
+		acceptUnsigned bool
+		at             time.Time
+		want           VERPStatus
+		member         string
+	}{
+		{"fresh", "alice=example.com=" + fresh, false, now, VERPCurrent, "alice@example.com"},
+		{"fresh, upper-cased", "ALICE=EXAMPLE.COM=" + strings.ToUpper(fresh), false, now, VERPCurrent, "ALICE@example.com"},
+		{"old", "alice=example.com=" + old, false, now, VERPExpired, "alice@example.com"},
+		{"old, unsigned accepted too", "alice=example.com=" + old, true, now, VERPExpired, "alice@example.com"},
+		{"legacy within the window after the upgrade", "alice=example.com=" + legacy, false, upgrade.Add(DefaultVERPWindow), VERPCurrent, "alice@example.com"},
+		{"legacy after it", "alice=example.com=" + legacy, false, upgrade.Add(DefaultVERPWindow + time.Second), VERPExpired, "alice@example.com"},
+		{"legacy, tampered", "alice=example.com=" + legacy[:7] + "x", false, now, VERPBad, ""},
+		{"unsigned, refused", "alice=example.com", false, now, VERPBad, ""},
+		{"unsigned, accepted", "alice=example.com", true, now, VERPUnsigned, "alice@example.com"},
+		{"signature moved to another member", "bob=example.com=" + fresh, false, now, VERPBad, ""},
+		{"tampered", "alice=example.com=" + fresh + "x", false, now, VERPBad, ""},
+		{"signature only", "=" + fresh, false, now, VERPBad, ""},
+		{"empty", "", true, now, VERPBad, ""},
+	} {
+		m, got := s.Member(list, tt.ext, tt.acceptUnsigned, tt.at)
+		if got != tt.want || m != tt.member {
+			t.Errorf("%s: Member(%q) = %q, %v; want %q, %v", tt.name, tt.ext, m, got, tt.member, tt.want)
+		}
+		if got.Accepted() != (tt.want != VERPBad) || got.Scores() != (tt.want == VERPCurrent || tt.want == VERPUnsigned) {
+			t.Errorf("%s: %v accepted %v, scores %v", tt.name, got, got.Accepted(), got.Scores())
+		}
+	}
+	// Without a recorded upgrade an old-form signature never scores.
+	if _, got := (VERPSigner{Key: s.Key}).Member(list, "alice=example.com="+legacy, false, now); got != VERPExpired {
+		t.Errorf("legacy signature without LegacySince: %v, want expired", got)
+	}
+}
+
+// BenchmarkVERPMember is the milter's cost per -bounces+ RCPT.
+func BenchmarkVERPMember(b *testing.B) {
+	s := VERPSigner{Key: []byte("0123456789abcdef0123456789abcdef"), LegacySince: time.Now()}
+	now := time.Now()
+	rp := s.VERP("test@lists.example.org", "alice@example.com", "+", now)
+	ext := strings.TrimSuffix(strings.TrimPrefix(rp, "test-bounces+"), "@lists.example.org")
+	for b.Loop() {
+		if _, st := s.Member("test@lists.example.org", ext, false, now); st != VERPCurrent {
+			b.Fatal(st)
 		}
 	}
 }

@@ -4,11 +4,15 @@
 // A bounce is attributed to a member in one of two ways:
 //
 //   - VERP: every post leaves with a member-specific return path,
-//     NAME-bounces+alice=example.com=SIG@DOMAIN, so the bounce arrives at
-//     an address naming the member. SIG is a short HMAC under a site
-//     secret (see store.VERPSigner and address.VERPSigner.Member): the milter refuses a -bounces+
-//     address whose signature is wrong, and this package checks it again,
-//     so a forged bounce can neither disable nor remove anyone. Mailman's
+//     NAME-bounces+alice=example.com=DAYSIG@DOMAIN, so the bounce arrives
+//     at an address naming the member. DAY is when the post left and SIG
+//     a short HMAC over member and day under a site secret (see
+//     store.VERPSigner and address.VERPSigner.Member): the milter refuses
+//     a -bounces+ address whose signature is wrong, and this package
+//     checks it again, so a forged bounce can neither disable nor remove
+//     anyone. A genuine address older than [mta] verp_bounce_window is
+//     accepted but not scored, so a return path someone saw cannot be
+//     replayed against the member for ever. Mailman's
 //     unsigned form is accepted only on lists with accept_unsigned_verp
 //     (bounces of mail sent before a migration from Mailman).
 //   - The report: ParseDSN reads RFC 3464 delivery status notifications

@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"postlist/address"
 	"postlist/commands/emailtest"
 	"postlist/internal/testenv"
 	"postlist/store"
@@ -43,7 +44,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(emailtest.List, "alice@example.com", "+")}}
+		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())}}
 		if err := s.Store.QueueDeliveries(ctx, id, s.List.ID, rows); err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +100,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("a forged bounce is refused at RCPT", func(t *testing.T) {
-		good := s.Signer.VERP(emailtest.List, "alice@example.com", "+")
+		good := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())
 		local, domain, _ := strings.Cut(good, "@")
 		forged := local[:len(local)-8] + "aaaaaaaa@" + domain
 		if forged == good {
@@ -115,6 +116,95 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		// The genuine address is still accepted (it names a member).
 		if res := testenv.SendMail(t, s.Postfix.SMTPAddr, "", []string{good}, nil); len(res.Rcpt) != 1 || res.Rcpt[0].Code != 250 {
 			t.Errorf("RCPT %s: %v, want 250", good, res.Rcpt)
+		}
+	})
+}
+
+// TestOldVERPThroughPostfix: Postfix writes a DSN to a genuine return path
+// whose day stamp is older than verp_bounce_window (a replayed
+// Return-Path looks just like it). The milter takes it (250 at RCPT: no
+// bounce of the bounce), the bounce processor records it and scores
+// nothing; the same DSN to a fresh return path scores, and the old one
+// with its day altered is refused.
+func TestOldVERPThroughPostfix(t *testing.T) {
+	s := emailtest.StartStack(t)
+	ctx := context.Background()
+	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
+		if strings.EqualFold(to, "alice@example.com") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<alice@example.com>: no such user here"}
+		}
+		return nil
+	})
+	y, m, d := s.Clock.Now().Date()
+	s.Clock.Set(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
+	old := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now().Add(-address.DefaultVERPWindow-2*24*time.Hour))
+	fresh := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())
+	post := func(t *testing.T, n int, envelopeFrom string) {
+		t.Helper()
+		body := fmt.Sprintf("From: bob@example.net\r\nTo: test@lists.example.org\r\nSubject: post %d\r\nMessage-ID: <old.%d.%d@example.net>\r\n\r\nhello\r\n", n, n, time.Now().UnixNano())
+		id, err := s.Store.StoreMessage(ctx, "bob@example.net", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Store.QueueDeliveries(ctx, id, s.List.ID, []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: envelopeFrom}}); err != nil {
+			t.Fatal(err)
+		}
+		s.Deliver.Kick()
+	}
+	score := func() float64 {
+		r, err := s.Store.MemberBounceRecord(ctx, s.List.ID, "alice@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Score
+	}
+	ignored := func() []store.Event {
+		var out []store.Event
+		for _, ev := range s.Events(t, store.EventBounceRecorded) {
+			if strings.Contains(ev.Detail, "older than verp_bounce_window") {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+
+	t.Run("its DSN is taken and not scored", func(t *testing.T) {
+		post(t, 1, old)
+		emailtest.WaitUntil(t, "the DSN to the old return path is recorded", wait, func() bool { return len(ignored()) == 1 })
+		if got := score(); got != 0 {
+			t.Errorf("score %v after a bounce to an old return path, want 0", got)
+		}
+		if evs := s.Events(t, store.EventBounceScored); len(evs) != 0 {
+			t.Errorf("scored events %+v", evs)
+		}
+		if evs := ignored(); evs[0].Address != "alice@example.com" {
+			t.Errorf("ignored bounce recorded for %q", evs[0].Address)
+		}
+	})
+
+	t.Run("a DSN to a fresh return path is scored", func(t *testing.T) {
+		post(t, 2, fresh)
+		emailtest.WaitUntil(t, "the DSN is scored", wait, func() bool { return score() == 1 })
+		if evs := s.Events(t, store.EventBounceScored); len(evs) != 1 || !strings.Contains(evs[0].Detail, "signed VERP") {
+			t.Errorf("scored events %+v", evs)
+		}
+	})
+	// Last, since the message sent here is a bounce to the old return
+	// path too.
+	t.Run("RCPT to an old return path is accepted", func(t *testing.T) {
+		res := testenv.SendMail(t, s.Postfix.SMTPAddr, "", []string{old}, nil)
+		if len(res.Rcpt) != 1 || res.Rcpt[0].Code != 250 {
+			t.Fatalf("RCPT %s: %v, want 250", old, res.Rcpt)
+		}
+		// Its day altered to look recent, the signature no longer checks.
+		local, domain, _ := strings.Cut(old, "@")
+		stamp := len(local) - 11
+		forged := local[:stamp] + string("ab"[strings.IndexByte("ba", local[stamp])&1]) + local[stamp+1:] + "@" + domain
+		if forged == old {
+			t.Fatal("the forged address is the real one")
+		}
+		if res := testenv.SendMail(t, s.Postfix.SMTPAddr, "", []string{forged}, nil); len(res.Rcpt) != 1 || res.Rcpt[0].Code != 550 {
+			t.Errorf("RCPT %s: %v, want 550", forged, res.Rcpt)
 		}
 	})
 }

@@ -232,8 +232,17 @@ type bounceMail struct {
 // verp handles a bounce to -bounces+EXT: the extension names the member,
 // the report (if any) says how it failed.
 func (b *bounceMail) verp(ctx context.Context) error {
-	member, signed, ok := b.p.o.Signer.Member(b.l.Address, b.it.Extension, b.l.Bool("accept_unsigned_verp"))
-	if !ok {
+	member, st := b.p.o.Signer.Member(b.l.Address, b.it.Extension, b.l.Bool("accept_unsigned_verp"), b.at)
+	if st == address.VERPExpired {
+		// Genuine, but older than [mta] verp_bounce_window: the milter
+		// accepted it so that nobody bounces a bounce, yet whoever saw
+		// that copy's Return-Path could be replaying it. Not scored.
+		b.batch.Result = "ignored: the bounce address is older than verp_bounce_window"
+		b.batch.Event, b.batch.Address, b.batch.Detail = store.EventBounceRecorded, member, "not scored: signed return path older than verp_bounce_window"
+		b.log.Info("bounce ignored: return path older than the bounce window", zap.String("member", member))
+		return nil
+	}
+	if !st.Accepted() {
 		// The milter refuses these at RCPT time; one that got through
 		// (an index not yet reloaded, mail injected around the milter)
 		// is still no evidence against anyone.
@@ -258,7 +267,7 @@ func (b *bounceMail) verp(ctx context.Context) error {
 	}
 	f := strongest(b.failures)
 	via := "signed VERP"
-	if !signed {
+	if st == address.VERPUnsigned {
 		via = "unsigned VERP"
 	}
 	b.add(member, f, via, true)

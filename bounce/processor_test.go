@@ -63,7 +63,9 @@ func (e *env) bounceTo(t *testing.T, rcpt string, report []byte) store.IntakeIte
 }
 
 // verp is the member's signed return path.
-func (e *env) verp(member string) string { return e.signer.VERP(emailtest.List, member, "+") }
+func (e *env) verp(member string) string {
+	return e.signer.VERP(emailtest.List, member, "+", e.Clock.Now())
+}
 
 func (e *env) record(t *testing.T, addr string) store.MemberBounce {
 	t.Helper()
@@ -240,29 +242,63 @@ func TestForgedVERPIsRefused(t *testing.T) {
 }
 
 func TestVERPMember(t *testing.T) {
+	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
 	s := address.VERPSigner{Key: []byte("secret")}
 	other := address.VERPSigner{Key: []byte("other")}
-	signed := strings.TrimPrefix(strings.Split(s.VERP(emailtest.List, "Alice@Example.com", "+"), "@")[0], "test-bounces+")
+	ext := func(at time.Time) string {
+		return strings.TrimPrefix(strings.Split(s.VERP(emailtest.List, "Alice@Example.com", "+", at), "@")[0], "test-bounces+")
+	}
+	signed := ext(now)
 	cases := []struct {
 		name, ext      string
 		signer         address.VERPSigner
 		acceptUnsigned bool
 		member         string
-		signed, ok     bool
+		want           address.VERPStatus
 	}{
-		{"signed", signed, s, false, "Alice@example.com", true, true},
-		{"signed, case changed by an MTA", strings.ToUpper(signed), s, false, "ALICE@example.com", true, true},
-		{"signed under another key", signed, other, false, "", false, false},
-		{"unsigned refused", "alice=example.com", s, false, "", false, false},
-		{"unsigned accepted", "alice=example.com", s, true, "alice@example.com", false, true},
-		{"no key", signed, address.VERPSigner{}, false, "", false, false},
-		{"garbage", "=@=", s, true, "", false, false},
+		{"signed", signed, s, false, "Alice@example.com", address.VERPCurrent},
+		{"signed, case changed by an MTA", strings.ToUpper(signed), s, false, "ALICE@example.com", address.VERPCurrent},
+		{"signed before the window", ext(now.Add(-31 * 24 * time.Hour)), s, true, "Alice@example.com", address.VERPExpired},
+		{"signed under another key", signed, other, false, "", address.VERPBad},
+		{"unsigned refused", "alice=example.com", s, false, "", address.VERPBad},
+		{"unsigned accepted", "alice=example.com", s, true, "alice@example.com", address.VERPUnsigned},
+		{"no key", signed, address.VERPSigner{}, false, "", address.VERPBad},
+		{"garbage", "=@=", s, true, "", address.VERPBad},
 	}
 	for _, c := range cases {
-		m, signed, ok := c.signer.Member(emailtest.List, c.ext, c.acceptUnsigned)
-		if m != c.member || signed != c.signed || ok != c.ok {
-			t.Errorf("%s: %q %v %v, want %q %v %v", c.name, m, signed, ok, c.member, c.signed, c.ok)
+		m, st := c.signer.Member(emailtest.List, c.ext, c.acceptUnsigned, now)
+		if m != c.member || st != c.want {
+			t.Errorf("%s: %q %v, want %q %v", c.name, m, st, c.member, c.want)
 		}
+	}
+}
+
+// TestExpiredVERPIsIgnored: a genuine return path older than the bounce
+// window (a replay of a Return-Path someone saw, or a very late bounce)
+// is recorded as ignored and never scores; the same bounce to a fresh
+// one does.
+func TestExpiredVERPIsIgnored(t *testing.T) {
+	e := newEnv(t)
+	old := e.verp("alice@example.com")
+	e.Clock.Set(e.Clock.Now().Add(address.DefaultVERPWindow + 2*24*time.Hour))
+	for range 3 {
+		row := e.bounceTo(t, old, postfixDSN(t))
+		if !strings.HasPrefix(row.Result, "ignored") || !strings.Contains(row.Result, "verp_bounce_window") {
+			t.Errorf("result %q", row.Result)
+		}
+	}
+	if r := e.record(t, "alice@example.com"); r.Score != 0 {
+		t.Errorf("expired return path scored: %+v", r)
+	}
+	if evs := e.Events(t, store.EventBounceScored); len(evs) != 0 {
+		t.Errorf("scored events %+v", evs)
+	}
+	if evs := e.Events(t, store.EventBounceRecorded); len(evs) != 3 || evs[0].Address != "alice@example.com" || !strings.Contains(evs[0].Detail, "older than verp_bounce_window") {
+		t.Errorf("recorded events %+v", evs)
+	}
+	e.bounceTo(t, e.verp("alice@example.com"), postfixDSN(t))
+	if r := e.record(t, "alice@example.com"); r.Score != 1 {
+		t.Errorf("fresh return path after the old ones: %+v", r)
 	}
 }
 

@@ -92,6 +92,11 @@ type MTA struct {
 	// gets per UTC day, the last with a note saying so (Mailman's key);
 	// 0 means no limit.
 	MaxAutoresponsesPerDay int `toml:"max_autoresponses_per_day"`
+	// VERPBounceWindow is how long after it was sent a signed VERP return
+	// path still makes its bounces score: older ones are accepted (never
+	// bounce a bounce) and ignored, so a Return-Path someone saw cannot
+	// be replayed against the member for ever.
+	VERPBounceWindow Duration `toml:"verp_bounce_window"`
 
 	// Intake limits (postlist additions).
 	MaxMessageSize     Size     `toml:"max_message_size"`
@@ -107,6 +112,9 @@ type HTTP struct {
 	// BaseURL is the public URL one-click unsubscribe links use; empty
 	// means no https List-Unsubscribe link is advertised.
 	BaseURL string `toml:"base_url"`
+	// UnsubscribeLinkLife is how long a one-click unsubscribe link works
+	// after the message carrying it was sent.
+	UnsubscribeLinkLife Duration `toml:"unsubscribe_link_life"`
 	// SocketmapListen serves Postfix socketmap lookups when set.
 	SocketmapListen Listen `toml:"socketmap_listen"`
 }
@@ -159,13 +167,14 @@ func Default() *Config {
 			SMTPCommandTimeout:       Duration(5 * time.Minute),
 			SMTPDataTimeout:          Duration(10 * time.Minute),
 			MaxAutoresponsesPerDay:   10,
+			VERPBounceWindow:         Duration(30 * 24 * time.Hour),
 			MaxMessageSize:           Size(10 << 20),
 			MaxRcptsPerMessage:       1000,
 			MaxLMTPSessions:          64,
 			LMTPIdleTimeout:          Duration(5 * time.Minute),
 			MilterTimeout:            Duration(10 * time.Second),
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8026"},
+		HTTP: HTTP{Listen: "127.0.0.1:8026", UnsubscribeLinkLife: Duration(365 * 24 * time.Hour)},
 		Postfix: Postfix{
 			MapDir:            "var/data",
 			PostmapCommand:    "postmap",
@@ -325,6 +334,8 @@ func (c *Config) Validate() error {
 		{c.MTA.SMTPDataTimeout, "mta", "smtp_data_timeout"},
 		{c.Site.PendingRequestLife, "site", "pending_request_life"},
 		{c.Site.ModeratorRequestLife, "site", "moderator_request_life"},
+		{c.MTA.VERPBounceWindow, "mta", "verp_bounce_window"},
+		{c.HTTP.UnsubscribeLinkLife, "http", "unsubscribe_link_life"},
 	} {
 		if d.v.D() <= 0 {
 			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), d.section, d.key)

@@ -58,6 +58,7 @@ max_message_size = "20M"
 
 [http]
 listen = "127.0.0.1:9026"
+unsubscribe_link_life = "90d"
 
 [postfix]
 map_dir = "/var/lib/postlist/data"
@@ -91,6 +92,8 @@ level = "debug"
 		{"data timeout", cfg.MTA.SMTPDataTimeout.D(), 15 * time.Minute},
 		{"pending request life", cfg.Site.PendingRequestLife.D(), 24 * time.Hour},
 		{"moderator request life (default)", cfg.Site.ModeratorRequestLife.D(), 180 * 24 * time.Hour},
+		{"unsubscribe link life", cfg.HTTP.UnsubscribeLinkLife.D(), 90 * 24 * time.Hour},
+		{"VERP bounce window (default)", cfg.MTA.VERPBounceWindow.D(), 30 * 24 * time.Hour},
 		{"size", cfg.MTA.MaxMessageSize, Size(20 << 20)},
 		{"sessions", cfg.MTA.MaxSessionsPerConnection, 50},
 		{"autoresponses (default)", cfg.MTA.MaxAutoresponsesPerDay, 10},
@@ -128,6 +131,8 @@ func TestBadConfigs(t *testing.T) {
 		{"negative", "[mta]\nmax_recipients = -1\n", "bad.toml:2: mta.max_recipients: -1: must not be negative"},
 		{"negative autoresponses", "[mta]\nmax_autoresponses_per_day = -1\n", "bad.toml:2: mta.max_autoresponses_per_day: -1: must not be negative"},
 		{"zero request life", "[site]\nmoderator_request_life = \"0d\"\n", "bad.toml:2: site.moderator_request_life: 0s: must be positive"},
+		{"zero bounce window", "[mta]\nverp_bounce_window = \"0d\"\n", "bad.toml:2: mta.verp_bounce_window: 0s: must be positive"},
+		{"negative link life", "[http]\nlisten = \"127.0.0.1:1\"\nunsubscribe_link_life = \"-1d\"\n", "bad.toml:3: http.unsubscribe_link_life"},
 		{"zero timeout", "[mta]\n\nsmtp_command_timeout = \"0\"\n", "bad.toml:3: mta.smtp_command_timeout: 0s: must be positive"},
 	}
 	for _, c := range cases {

@@ -485,7 +485,7 @@ func waitFor(t *testing.T, d time.Duration, ok func() bool) {
 // TestSignedVERP: with the site's signing key (Load reads it), a -bounces+
 // address is accepted only with a valid signature, or in Mailman's
 // unsigned form on a list that accepts it; a forged signature is refused
-// whoever it names.
+// whoever it names, a genuine one past the bounce window accepted.
 func TestSignedVERP(t *testing.T) {
 	st := newStore(t)
 	ctx := context.Background()
@@ -493,18 +493,26 @@ func TestSignedVERP(t *testing.T) {
 	must(t, err)
 	must(t, st.SetListSetting(ctx, "test@lists.example.org", "accept_unsigned_verp", "no"))
 	ix := load(t, st)
-	signed := signer.VERP("test@lists.example.org", "alice@example.com", "+")
+	signed := signer.VERP("test@lists.example.org", "alice@example.com", "+", time.Now())
 	local, domain, _ := strings.Cut(signed, "@")
+	longAgo := time.Now().Add(-address.DefaultVERPWindow - 3*24*time.Hour)
+	oldLocal, _, _ := strings.Cut(signer.VERP("test@lists.example.org", "alice@example.com", "+", longAgo), "@")
 	cases := []struct {
 		rcpt, reason string
 	}{
 		{signed, index.ReasonVERP},
 		{strings.ToUpper(local) + "@" + domain, index.ReasonVERP},
-		{signer.VERP("test@lists.example.org", "Bob@example.com", "+"), index.ReasonVERP}, // recently removed
+		{signer.VERP("test@lists.example.org", "Bob@example.com", "+", time.Now()), index.ReasonVERP}, // recently removed
 		{local[:len(local)-8] + "aaaaaaaa@" + domain, index.ReasonBadVERP},
 		{"test-bounces+alice=example.com@lists.example.org", index.ReasonBadVERP},
-		{signer.VERP("test@lists.example.org", "mallory@example.com", "+"), index.ReasonBadVERP},
-		{signer.VERP("open@lists.example.org", "alice@example.com", "+"), index.ReasonBadVERP},
+		{signer.VERP("test@lists.example.org", "mallory@example.com", "+", time.Now()), index.ReasonBadVERP},
+		{signer.VERP("open@lists.example.org", "alice@example.com", "+", time.Now()), index.ReasonBadVERP},
+		// Genuine but older than the bounce window: taken, whoever it
+		// names now (the bounce processor ignores it), so that Postfix
+		// never bounces a bounce.
+		{signer.VERP("test@lists.example.org", "alice@example.com", "+", longAgo), index.ReasonVERP},
+		{signer.VERP("test@lists.example.org", "mallory@example.com", "+", longAgo), index.ReasonVERP},
+		{oldLocal[:len(oldLocal)-8] + "aaaaaaaa@" + domain, index.ReasonBadVERP},
 	}
 	for _, c := range cases {
 		if got := ix.Decide(c.rcpt).Reason; got != c.reason {

@@ -268,8 +268,8 @@ func (s *Snapshot) inListDomain(rcpt string) bool {
 // verpMember reports whether a -bounces+ extension names a current or
 // recently removed member (any role but nonmember: those receive no list
 // mail, so they cannot bounce it). Both forms are read: member=domain and
-// the signed member=domain=SIG, whose signature the bounce processor
-// checks; at RCPT time naming a member is what matters.
+// the signed member=domain=STAMPSIG, whose signature is checked here (see
+// address.VERPSigner.Member).
 func (s *Snapshot) verpMember(t address.Target) bool {
 	li, ok := s.lists[t.List]
 	if !ok {
@@ -278,9 +278,12 @@ func (s *Snapshot) verpMember(t address.Target) bool {
 	if len(s.signer.Key) > 0 {
 		// Signed VERP: the signature must check (the unsigned form only
 		// where the list accepts it), so a forged bounce is refused here,
-		// before it is queued.
-		m, _, ok := s.signer.Member(t.List, t.Ext, s.info[li].AcceptUnsignedVERP)
-		return ok && s.receives(li, m)
+		// before it is queued. A genuine return path older than the
+		// bounce window is taken whoever it names now: refusing it would
+		// only make the reporting MTA bounce a bounce, and the bounce
+		// processor ignores it.
+		m, st := s.signer.Member(t.List, t.Ext, s.info[li].AcceptUnsignedVERP, s.now())
+		return st == address.VERPExpired || st.Accepted() && s.receives(li, m)
 	}
 	if m, ok := address.DecodeVERP(t.Ext); ok && s.receives(li, m) {
 		return true

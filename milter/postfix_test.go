@@ -153,7 +153,7 @@ func TestPostfix(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := testenv.SendMail(t, smtp, "", []string{
-			signer.VERP("test@lists.example.org", "alice@example.com", "+"), "test-bounces+mallory=example.com@lists.example.org",
+			signer.VERP("test@lists.example.org", "alice@example.com", "+", time.Now()), "test-bounces+mallory=example.com@lists.example.org",
 		}, mailFrom("MAILER-DAEMON@example.com", "test-bounces@lists.example.org", "bounce"))
 		if got := codes(res.Rcpt); !slices.Equal(got, []string{"250", "550"}) {
 			t.Fatalf("RCPT codes %v, want [250 550]\n%v", got, res)

@@ -19,8 +19,8 @@
 //
 // Nothing is stored per member: Render builds each member's copy from the
 // stored post and the list's settings when the deliverer sends it, with
-// the member's one-click unsubscribe link derived from a site secret
-// (see UnsubscribeURL) rather than looked up.
+// the member's one-click unsubscribe link derived from a site secret and
+// the subscription's row id (see UnsubscribeURL).
 package pipeline
 
 import (
@@ -54,6 +54,10 @@ type Options struct {
 	// Secret keys the per-member unsubscribe tokens (HMAC). Without it no
 	// one-click link is offered. See Secret.
 	Secret []byte
+	// UnsubscribeLinkLife is how long a one-click link works after the
+	// copy carrying it was rendered ([http] unsubscribe_link_life); 0
+	// means DefaultUnsubscribeLinkLife.
+	UnsubscribeLinkLife time.Duration
 	// Signer signs each member's VERP return path (see
 	// store.VERPSigner), so that only bounces of mail we sent can score
 	// against a member. Without a key, Mailman's unsigned form is used.
@@ -81,6 +85,7 @@ type Pipeline struct {
 	baseURL  string
 	owner    string
 	secret   []byte
+	linkLife time.Duration
 	signer   address.VERPSigner
 	notify   func()
 	poll     time.Duration
@@ -117,6 +122,10 @@ func New(o Options) *Pipeline {
 		kick:    stage.NewKicker(),
 	}
 	p.maxAuto = o.MaxAutoresponsesPerDay
+	p.linkLife = o.UnsubscribeLinkLife
+	if p.linkLife <= 0 {
+		p.linkLife = DefaultUnsubscribeLinkLife
+	}
 	p.heldLife = o.HeldTokenLifetime
 	if p.heldLife <= 0 {
 		p.heldLife = DefaultHeldTokenLifetime
@@ -389,22 +398,25 @@ func bounces(list string) string {
 	return name + "-bounces@" + domain
 }
 
-// envelopeFrom is the envelope sender of a post to member: the member's
-// VERP address on a personalized list (verp yes, the default), so a
-// bounce names who bounced, else the plain -bounces address, which lets
-// bulk delivery group members into shared transactions. With a signer the
-// VERP address carries a signature, which the milter and the bounce
-// processor check.
-func (p *Pipeline) envelopeFrom(l *store.List, member string) string {
+// envelopeFrom is the envelope sender of a post to member, sent at now:
+// the member's VERP address on a personalized list (verp yes, the
+// default), so a bounce names who bounced, else the plain -bounces
+// address, which lets bulk delivery group members into shared
+// transactions. With a signer the VERP address carries a time stamp and
+// a signature, which the milter and the bounce processor check.
+func (p *Pipeline) envelopeFrom(l *store.List, member string, now time.Time) string {
 	if !l.Bool("verp") {
 		return bounces(l.Address)
 	}
 	if len(p.signer.Key) > 0 {
-		return p.signer.VERP(l.Address, member, p.delim)
+		return p.signer.VERP(l.Address, member, p.delim, now)
 	}
 	return address.VERP(l.Address, member, p.delim)
 }
 
+// envelopeFunc signs every member's return path of one fan-out with the
+// same time.
 func (p *Pipeline) envelopeFunc(l *store.List) func(string) string {
-	return func(m string) string { return p.envelopeFrom(l, m) }
+	now := p.st.Now()
+	return func(m string) string { return p.envelopeFrom(l, m, now) }
 }

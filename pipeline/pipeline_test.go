@@ -209,7 +209,7 @@ func TestMemberPostFansOutDecorated(t *testing.T) {
 				t.Errorf("%s: %s %q, want %q", d.Recipient, name, got, want)
 			}
 		}
-		wantURL := e.p.UnsubscribeURL(e.list.ID, d.Recipient)
+		wantURL := baseURL + e.link(e.list, d.Recipient)
 		if !strings.HasPrefix(wantURL, baseURL+"/unsubscribe?") {
 			t.Fatalf("unsubscribe URL %q", wantURL)
 		}
@@ -582,7 +582,7 @@ func TestRenderConcurrent(t *testing.T) {
 	for _, d := range ds {
 		go func() {
 			b, err := e.p.Render(ctx, deliver.Job{MessageID: msgID, ListID: e.list.ID, Recipients: []string{d.Recipient}, EnvelopeFrom: d.EnvelopeFrom})
-			if err == nil && !strings.Contains(string(b.Bytes()), "<"+e.p.UnsubscribeURL(e.list.ID, d.Recipient)+">") {
+			if err == nil && !strings.Contains(string(b.Bytes()), "<"+baseURL+e.link(e.list, d.Recipient)+">") {
 				err = fmt.Errorf("%s: copy without their link", d.Recipient)
 			}
 			errs <- err

@@ -42,8 +42,20 @@ func (p *Pipeline) Render(ctx context.Context, job deliver.Job) (deliver.Message
 	}
 	var r decorate.Recipient
 	if e.verp && len(job.Recipients) == 1 {
-		r.UnsubscribeURL = p.UnsubscribeURL(job.ListID, job.Recipients[0])
-		r.Address = job.Recipients[0]
+		rcpt := job.Recipients[0]
+		r.Address = rcpt
+		if p.baseURL != "" && len(p.secret) > 0 {
+			// The link is bound to the subscription, so it is looked up
+			// per copy; someone unsubscribed since the fan-out gets the
+			// mailto link only.
+			id, err := p.st.SubscriptionID(ctx, job.ListID, rcpt)
+			if err != nil {
+				return deliver.Message{}, fmt.Errorf("render message %d for list %d: %w", job.MessageID, job.ListID, err)
+			}
+			if id != 0 {
+				r.UnsubscribeURL = p.UnsubscribeURL(e.listID, id, rcpt, p.st.Now())
+			}
+		}
 	}
 	return deliver.Message{Own: e.prepared.Own(r), Shared: e.tail}, nil
 }
@@ -77,7 +89,7 @@ func (p *Pipeline) prepare(ctx context.Context, messageID, listID int64) (*rende
 		return nil, err
 	}
 	return &renderEntry{
-		prepared: prep, verp: l.Bool("verp"),
+		prepared: prep, verp: l.Bool("verp"), listID: l.ListID,
 		tail: deliver.NewShared(prep.Tail()),
 	}, nil
 }
@@ -130,6 +142,7 @@ type renderEntry struct {
 	whole    *deliver.Shared    // the message as stored (not prepared only)
 	tail     *deliver.Shared    // what follows a member's own fields (prepared only)
 	verp     bool
+	listID   string // RFC 2919 List-Id, for one-click links
 }
 
 type renderCache struct {
@@ -162,7 +175,7 @@ func (c *renderCache) get(ctx context.Context, message, list int64,
 			e.err = err
 			return
 		}
-		e.prepared, e.whole, e.tail, e.verp = built.prepared, built.whole, built.tail, built.verp
+		e.prepared, e.whole, e.tail, e.verp, e.listID = built.prepared, built.whole, built.tail, built.verp, built.listID
 	})
 	if e.err != nil {
 		c.mu.Lock()

@@ -9,59 +9,89 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"postlist/store"
 )
 
+// link returns addr's one-click URL on list as Render makes it now.
+func (e *env) link(list *store.List, addr string) string {
+	e.t.Helper()
+	id, err := e.st.SubscriptionID(context.Background(), list.ID, addr)
+	if err != nil || id == 0 {
+		e.t.Fatalf("subscription of %s to %s: %d, %v", addr, list.Address, id, err)
+	}
+	u := e.p.UnsubscribeURL(list.ListID, id, addr, e.st.Now())
+	if u == "" {
+		e.t.Fatal("no unsubscribe URL")
+	}
+	return strings.TrimPrefix(u, baseURL)
+}
+
 func TestUnsubscribeToken(t *testing.T) {
 	p := &Pipeline{secret: []byte("k1"), baseURL: "https://x.example"}
-	tok := p.UnsubscribeToken(1, "alice@example.com")
-	if len(tok) != 26 || strings.ToLower(tok) != tok {
-		t.Fatalf("token %q", tok)
+	const list = "test.lists.example.org"
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	tok := p.UnsubscribeToken(list, 5, "alice@example.com", now)
+	if len(tok) != 30 || strings.ToLower(tok) != tok || strings.Trim(tok, tokenDigits) != "" {
+		t.Fatalf("token %q, want 30 lower-case base32 characters", tok)
 	}
 	same := []struct {
-		list int64
-		addr string
-	}{{1, "alice@example.com"}, {1, "Alice@Example.COM"}}
+		list   string
+		member int64
+		addr   string
+		at     time.Time
+	}{
+		{list, 5, "alice@example.com", now},
+		{"Test.Lists.Example.ORG", 5, "Alice@Example.COM", now},
+		{list, 5, "alice@example.com", now.Add(20 * time.Hour)}, // same day
+	}
 	for _, s := range same {
-		if got := p.UnsubscribeToken(s.list, s.addr); got != tok {
-			t.Errorf("token(%d, %s) = %s, want %s", s.list, s.addr, got, tok)
+		if got := p.UnsubscribeToken(s.list, s.member, s.addr, s.at); got != tok {
+			t.Errorf("token(%s, %d, %s, %s) = %s, want %s", s.list, s.member, s.addr, s.at, got, tok)
 		}
 	}
 	differ := []struct {
-		p    *Pipeline
-		list int64
-		addr string
+		p      *Pipeline
+		list   string
+		member int64
+		addr   string
+		at     time.Time
 	}{
-		{p, 2, "alice@example.com"},
-		{p, 1, "bob@example.com"},
-		{p, 11, "alice@example.com"},
-		{&Pipeline{secret: []byte("k2")}, 1, "alice@example.com"},
+		{p, "other.lists.example.org", 5, "alice@example.com", now},
+		{p, list, 6, "alice@example.com", now},
+		{p, list, 5, "bob@example.com", now},
+		{p, list, 5, "alice@example.com", now.Add(day)},
+		{&Pipeline{secret: []byte("k2")}, list, 5, "alice@example.com", now},
 	}
 	for _, d := range differ {
-		if got := d.p.UnsubscribeToken(d.list, d.addr); got == tok {
-			t.Errorf("token(%d, %s) with secret %q equals the first", d.list, d.addr, d.p.secret)
+		if got := d.p.UnsubscribeToken(d.list, d.member, d.addr, d.at); got == tok {
+			t.Errorf("token(%s, %d, %s, %s) with secret %q equals the first", d.list, d.member, d.addr, d.at, d.p.secret)
 		}
 	}
-	if got := (&Pipeline{}).UnsubscribeToken(1, "alice@example.com"); got != "" {
+	if got := (&Pipeline{}).UnsubscribeToken(list, 5, "alice@example.com", now); got != "" {
 		t.Errorf("token without a secret: %q", got)
 	}
-	if !p.validToken(1, "alice@example.com", strings.ToUpper(tok)) {
+	if !p.validToken(list, 5, "alice@example.com", strings.ToUpper(tok)) {
 		t.Error("an upper-cased token is refused")
 	}
-	flipped := tok[:25] + "a"
-	if tok[25] == 'a' {
-		flipped = tok[:25] + "b"
+	for i, c := range []byte{tok[len(tok)-1], tok[0]} {
+		altered := []byte(tok)
+		pos := len(tok) - 1
+		if i == 1 {
+			pos = 0 // the day: a replay made to look recent
+		}
+		altered[pos] = map[bool]byte{true: 'b', false: 'a'}[c == 'a']
+		if p.validToken(list, 5, "alice@example.com", string(altered)) {
+			t.Errorf("an altered token %s is accepted", altered)
+		}
 	}
-	if p.validToken(1, "alice@example.com", flipped) {
-		t.Error("an altered token is accepted")
-	}
-	u := p.UnsubscribeURL(7, "a+b@example.com")
-	if u != "https://x.example/unsubscribe?a=a%2Bb%40example.com&l=7&t="+p.UnsubscribeToken(7, "a+b@example.com") {
+	u := p.UnsubscribeURL(list, 7, "a+b@example.com", now)
+	if u != "https://x.example/unsubscribe?a=a%2Bb%40example.com&l=test.lists.example.org&t="+p.UnsubscribeToken(list, 7, "a+b@example.com", now) {
 		t.Errorf("URL %q", u)
 	}
 	for _, q := range []*Pipeline{{secret: []byte("k")}, {baseURL: "https://x"}} {
-		if q.UnsubscribeURL(1, "a@b.example") != "" {
+		if q.UnsubscribeURL(list, 1, "a@b.example", now) != "" {
 			t.Error("URL without base URL or secret")
 		}
 	}
@@ -82,8 +112,15 @@ func TestUnsubscribeHandler(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	h := e.p.UnsubscribeHandler()
-	good := e.p.UnsubscribeURL(e.list.ID, "bob@example.net")
-	path := strings.TrimPrefix(good, baseURL)
+	// bob is on a second list too: his token for one must not work for
+	// the other.
+	if _, err := e.st.CreateList(ctx, "open@lists.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.AddMembers(ctx, "open@lists.example.org", "member", []store.NewMember{{Address: "bob@example.net"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	path := e.link(e.list, "bob@example.net")
 	u, _ := url.Parse(path)
 	q := u.Query()
 	withQ := func(k, v string) string {
@@ -92,6 +129,16 @@ func TestUnsubscribeHandler(t *testing.T) {
 			qq[key] = vs
 		}
 		qq.Set(k, v)
+		return "/unsubscribe?" + qq.Encode()
+	}
+	upperQ := func(keys ...string) string {
+		qq := url.Values{}
+		for key, vs := range q {
+			qq[key] = vs
+		}
+		for _, k := range keys {
+			qq.Set(k, strings.ToUpper(q.Get(k)))
+		}
 		return "/unsubscribe?" + qq.Encode()
 	}
 	mp := func() (string, string) {
@@ -107,17 +154,25 @@ func TestUnsubscribeHandler(t *testing.T) {
 	cases := []unsubCase{
 		{name: "GET shows a confirmation", method: "GET", target: path, status: 200, contains: `<form method="post" action="">`, member: true},
 		{name: "HEAD", method: "HEAD", target: path, status: 200, member: true},
-		{name: "missing token", method: "GET", target: "/unsubscribe?l=1&a=bob%40example.net", status: 400, contains: "incomplete", member: true},
-		{name: "bad list", method: "GET", target: withQ("l", "x"), status: 400, member: true},
+		{name: "List-Id and token case-folded on the way", method: "GET", target: upperQ("l", "t", "a"), status: 200, contains: `<form method="post" action="">`, member: true},
+		{name: "missing token", method: "GET", target: "/unsubscribe?l=test.lists.example.org&a=bob%40example.net", status: 400, contains: "incomplete", member: true},
+		{name: "no list", method: "GET", target: withQ("l", ""), status: 400, member: true},
 		{name: "bad address", method: "GET", target: withQ("a", "not an address"), status: 400, member: true},
-		{name: "forged token", method: "POST", target: withQ("t", strings.Repeat("a", 26)), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
-		{name: "token of another member", method: "POST", target: withQ("a", "alice@example.com"), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, member: true},
-		{name: "token for another list", method: "GET", target: withQ("l", "999"), status: 404, member: true},
+		{name: "forged token", method: "POST", target: withQ("t", q.Get("t")[:4]+strings.Repeat("a", 26)), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
+		{name: "token of another member", method: "POST", target: withQ("a", "alice@example.com"), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
+		{name: "address not subscribed", method: "GET", target: withQ("a", "stranger@example.com"), status: 404, contains: "not valid", member: true},
+		{name: "token for another list", method: "GET", target: withQ("l", "open.lists.example.org"), status: 404, contains: "not valid", member: true},
+		{name: "list that does not exist", method: "GET", target: withQ("l", "gone.lists.example.org"), status: 404, contains: "not valid", member: true},
+		{name: "day moved back past the life", method: "POST", target: withQ("t", "aaaa"+q.Get("t")[4:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
+		{name: "day from the future", method: "POST", target: withQ("t", "7777"+q.Get("t")[4:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
+		{name: "link from before day stamps", method: "POST", target: "/unsubscribe?a=bob%40example.net&l=1&t=" + strings.Repeat("a", 26), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
 		{name: "POST without the RFC 8058 body", method: "POST", target: path, body: "foo=bar", contentType: form, status: 400, contains: "One-Click", member: true},
 		{name: "PUT", method: "PUT", target: path, status: 405, member: true},
 		{name: "one-click POST", method: "POST", target: path, body: "List-Unsubscribe=One-Click", contentType: form, status: 200, contains: "has been unsubscribed"},
-		{name: "repeated POST", method: "POST", target: path, body: "List-Unsubscribe=One-Click", contentType: form, status: 200, contains: "is not subscribed"},
-		{name: "GET after", method: "GET", target: path, status: 200, contains: "is not subscribed"},
+		// The subscription is gone, and with it what the token was
+		// bound to: the same answer as for any link that does not check.
+		{name: "repeated POST", method: "POST", target: path, body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid"},
+		{name: "GET after", method: "GET", target: path, status: 404, contains: "not valid"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,7 +206,7 @@ func TestUnsubscribeHandler(t *testing.T) {
 	}
 
 	// multipart/form-data is the other encoding RFC 8058 allows.
-	carol := strings.TrimPrefix(e.p.UnsubscribeURL(e.list.ID, "carol@example.org"), baseURL)
+	carol := e.link(e.list, "carol@example.org")
 	r := httptest.NewRequest("POST", carol, strings.NewReader(mpBody))
 	r.Header.Set("Content-Type", mpType)
 	w := httptest.NewRecorder()
@@ -163,15 +218,18 @@ func TestUnsubscribeHandler(t *testing.T) {
 		t.Error("carol still subscribed after a multipart one-click POST")
 	}
 	var n int
-	for _, l := range e.logs.FilterMessage("member unsubscribed").All() {
-		if l.ContextMap()["list"] == testList {
+	for _, l := range e.logs.All() {
+		if l.Message == "member unsubscribed" && l.ContextMap()["list"] == testList {
 			n++
 		}
 		for k, v := range l.ContextMap() {
-			if s, ok := v.(string); ok && strings.Contains(s, e.p.UnsubscribeToken(e.list.ID, "bob@example.net")) {
-				t.Errorf("token logged in %s", k)
+			if s, ok := v.(string); ok && strings.Contains(s, q.Get("t")[4:]) {
+				t.Errorf("token logged in %s of %q", k, l.Message)
 			}
 		}
+	}
+	if len(e.logs.FilterMessage("one-click unsubscribe link expired").All()) == 0 || len(e.logs.FilterMessage("one-click unsubscribe link not valid").All()) == 0 {
+		t.Error("expired and invalid links are not logged")
 	}
 	if n != 2 {
 		t.Errorf("%d unsubscribe log lines, want 2", n)
@@ -184,7 +242,7 @@ func TestUnsubscribeHandler(t *testing.T) {
 func TestUnsubscribeRecordsEvent(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	path := strings.TrimPrefix(e.p.UnsubscribeURL(e.list.ID, "alice@example.com"), baseURL)
+	path := e.link(e.list, "alice@example.com")
 	r := httptest.NewRequest("POST", path, strings.NewReader("List-Unsubscribe=One-Click"))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	w := httptest.NewRecorder()
@@ -208,4 +266,122 @@ func TestUnsubscribeRecordsEvent(t *testing.T) {
 	if len(ms) != 1 {
 		t.Errorf("owners %v", ms)
 	}
+}
+
+// TestUnsubscribeLinkBinding: a link works for unsubscribe_link_life
+// after the day it was made and no longer, and only for the
+// subscription it was made for: not after the address left and joined
+// again, not on a list created again under the name of a removed one.
+func TestUnsubscribeLinkBinding(t *testing.T) {
+	ctx := context.Background()
+	oneClick := func(t *testing.T, e *env, path string) int {
+		t.Helper()
+		r := httptest.NewRequest("POST", path, strings.NewReader("List-Unsubscribe=One-Click"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		e.p.UnsubscribeHandler().ServeHTTP(w, r)
+		return w.Code
+	}
+	subscribed := func(t *testing.T, e *env, list *store.List, addr string) bool {
+		t.Helper()
+		ok, err := e.st.IsMember(ctx, list.ID, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	clock := func(e *env, at time.Time) { e.st.Now = func() time.Time { return at } }
+	made := time.Date(2026, 12, 8, 15, 0, 0, 0, time.UTC)
+	endOfDay := time.Date(2026, 12, 9, 0, 0, 0, 0, time.UTC)
+
+	for _, tc := range []struct {
+		name   string
+		life   time.Duration
+		at     time.Time
+		status int
+	}{
+		{"the next day", 0, made.Add(day), 200},
+		{"last second of the default life", 0, endOfDay.Add(DefaultUnsubscribeLinkLife), 200},
+		{"a second after the default life", 0, endOfDay.Add(DefaultUnsubscribeLinkLife + time.Second), 410},
+		{"within a configured 30 days", 30 * day, endOfDay.Add(29 * day), 200},
+		{"after a configured 30 days", 30 * day, endOfDay.Add(31 * day), 410},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.p.linkLife = DefaultUnsubscribeLinkLife
+			if tc.life > 0 {
+				e.p.linkLife = tc.life
+			}
+			clock(e, made)
+			path := e.link(e.list, "bob@example.net")
+			clock(e, tc.at)
+			if got := oneClick(t, e, path); got != tc.status {
+				t.Errorf("status %d, want %d", got, tc.status)
+			}
+			if got := subscribed(t, e, e.list, "bob@example.net"); got != (tc.status != 200) {
+				t.Errorf("subscribed afterwards: %v", got)
+			}
+		})
+	}
+
+	t.Run("re-subscribing invalidates", func(t *testing.T) {
+		e := newEnv(t)
+		old := e.link(e.list, "bob@example.net")
+		if removed, err := e.st.Unsubscribe(ctx, e.list.ID, "bob@example.net", "test"); err != nil || !removed {
+			t.Fatalf("unsubscribe: %v %v", removed, err)
+		}
+		e.add("member", "bob@example.net")
+		if got := oneClick(t, e, old); got != 404 {
+			t.Errorf("old link after re-subscribing: status %d, want 404", got)
+		}
+		if !subscribed(t, e, e.list, "bob@example.net") {
+			t.Fatal("the old link removed the new subscription")
+		}
+		if got := oneClick(t, e, e.link(e.list, "bob@example.net")); got != 200 || subscribed(t, e, e.list, "bob@example.net") {
+			t.Errorf("new link: status %d", got)
+		}
+	})
+
+	t.Run("a list removed and created again invalidates", func(t *testing.T) {
+		e := newEnv(t)
+		const addr = "other@lists.example.org"
+		add := func(l string) *store.List {
+			t.Helper()
+			if _, err := e.st.AddMembers(ctx, l, "member", []store.NewMember{{Address: "dave@example.com"}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.st.GetList(ctx, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		if _, err := e.st.CreateList(ctx, addr); err != nil {
+			t.Fatal(err)
+		}
+		first := add(addr)
+		old := e.link(first, "dave@example.com")
+		if err := e.st.RemoveList(ctx, addr); err != nil {
+			t.Fatal(err)
+		}
+		if got := oneClick(t, e, old); got != 404 {
+			t.Errorf("link of a removed list: status %d, want 404", got)
+		}
+		if _, err := e.st.CreateList(ctx, addr); err != nil {
+			t.Fatal(err)
+		}
+		second := add(addr)
+		if second.ListID != first.ListID {
+			t.Fatalf("List-Id %q, was %q", second.ListID, first.ListID)
+		}
+		if second.ID == first.ID {
+			t.Errorf("the new list reuses id %d", first.ID)
+		}
+		if got := oneClick(t, e, old); got != 404 {
+			t.Errorf("old link on the re-created list: status %d, want 404", got)
+		}
+		if !subscribed(t, e, second, "dave@example.com") {
+			t.Error("the old link removed dave from the new list")
+		}
+	})
 }

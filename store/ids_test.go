@@ -62,3 +62,61 @@ func TestIDsNeverReused(t *testing.T) {
 		t.Errorf("held id %d after #%d was removed: reused", id, gone)
 	}
 }
+
+// TestListAndMemberIDsNeverReused: one-click unsubscribe links are bound
+// to list and member rows, so removing the newest list (its members go
+// with it) or the newest subscription must not hand those ids out again.
+func TestListAndMemberIDsNeverReused(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	add := func(list, addr string) int64 {
+		t.Helper()
+		if _, err := s.AddMembers(ctx, list, "member", []NewMember{{Address: addr}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.GetList(ctx, list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := s.SubscriptionID(ctx, l.ID, addr)
+		if err != nil || id == 0 {
+			t.Fatalf("SubscriptionID(%s, %s) = %d, %v", list, addr, id, err)
+		}
+		return id
+	}
+	keep, err := s.CreateList(ctx, "keep@lists.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(keep.Address, "a@example.com")
+	gone, err := s.CreateList(ctx, "gone@lists.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneMember := add(gone.Address, "a@example.com")
+	if err := s.RemoveList(ctx, gone.Address); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CreateList(ctx, "gone@lists.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID <= gone.ID {
+		t.Errorf("re-created list got id %d, the removed one had %d: reused", again.ID, gone.ID)
+	}
+	if again.ListID != gone.ListID {
+		t.Fatalf("List-Id %q, was %q: the test needs the same name", again.ListID, gone.ListID)
+	}
+	if id := add(again.Address, "a@example.com"); id <= goneMember {
+		t.Errorf("member id %d after #%d went with its list: reused", id, goneMember)
+	}
+
+	// Remove then re-add the newest subscription.
+	last := add(keep.Address, "b@example.com")
+	if _, err := s.RemoveMembers(ctx, keep.Address, "member", []string{"b@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if id := add(keep.Address, "b@example.com"); id <= last {
+		t.Errorf("re-subscription got member id %d, the removed one had %d: reused", id, last)
+	}
+}

@@ -267,8 +267,8 @@ func (s *Store) CreateList(ctx context.Context, address string) (*List, error) {
 		} else if aliasOf.Valid {
 			return fmt.Errorf("%w: %s is an alias of %s; create the list as %s@%s", ErrInvalid, domain, aliasOf.String, name, aliasOf.String)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO lists (name, domain_id, address, list_id, display_name, subject_prefix)
-			VALUES (?, ?, ?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO lists (id, name, domain_id, address, list_id, display_name, subject_prefix)
+			VALUES (`+nextIDLists+`, ?, ?, ?, ?, ?, ?)`,
 			name, did, address, name+"."+domain, displayName(name), "["+displayName(name)+"] ")
 		if err != nil {
 			return classify(err)

@@ -73,7 +73,7 @@ func (s *Store) AddMembers(ctx context.Context, list string, role string, ms []N
 		if err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO members (list_id, address, display_name, role) VALUES (?, ?, ?, ?)
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO members (id, list_id, address, display_name, role) VALUES (`+nextIDMembers+`, ?, ?, ?, ?)
 			ON CONFLICT (list_id, address, role) DO NOTHING`)
 		if err != nil {
 			return err
@@ -239,7 +239,7 @@ func (s *Store) SetMember(ctx context.Context, list, addr, key, value string) er
 			if key != "moderation_action" {
 				return fmt.Errorf("%w: %s is not a member of %s", ErrNotFound, addr, list)
 			}
-			if _, err := tx.ExecContext(ctx, "INSERT INTO members (list_id, address, role, moderation_action) VALUES (?, ?, 'nonmember', ?)", lid, addr, v); err != nil {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO members (id, list_id, address, role, moderation_action) VALUES ("+nextIDMembers+", ?, ?, 'nonmember', ?)", lid, addr, v); err != nil {
 				return err
 			}
 		}

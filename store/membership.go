@@ -259,8 +259,8 @@ func (s *Store) CompleteToken(ctx context.Context, c TokenCompletion) (TokenResu
 			if err := address.Deliverable(t.Address); err != nil {
 				return fmt.Errorf("add member: %w: %w", ErrInvalid, err)
 			}
-			r, err := tx.ExecContext(ctx, `INSERT INTO members (list_id, address, display_name, role, created_at)
-				VALUES (?, ?, ?, 'member', ?) ON CONFLICT (list_id, address, role) DO NOTHING`,
+			r, err := tx.ExecContext(ctx, `INSERT INTO members (id, list_id, address, display_name, role, created_at)
+				VALUES (`+nextIDMembers+`, ?, ?, ?, 'member', ?) ON CONFLICT (list_id, address, role) DO NOTHING`,
 				t.ListID, t.Address, t.DisplayName, now)
 			if err != nil {
 				return fmt.Errorf("add member: %w", err)

@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,12 @@ type Store struct {
 	// Now is the clock; tests replace it to move time (bounce scoring,
 	// token expiry) without sleeping.
 	Now func() time.Time
+	// VERPWindow is the Window of the signers VERPSigner returns ([mta]
+	// verp_bounce_window); 0 means address.DefaultVERPWindow. Set it
+	// before the store is shared.
+	VERPWindow time.Duration
+	subMu      sync.Mutex
+	subStmt    *sql.Stmt // see subscriptionStmt
 	// writerStale is set while the writer connection may have been opened
 	// read-only (see reopenWriter).
 	writerStale atomic.Bool
@@ -113,7 +120,14 @@ func (s *Store) Path() string { return s.path }
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
-	return errors.Join(s.w.Close(), s.r.Close())
+	s.subMu.Lock()
+	var stmtErr error
+	if s.subStmt != nil {
+		stmtErr = s.subStmt.Close()
+		s.subStmt = nil
+	}
+	s.subMu.Unlock()
+	return errors.Join(stmtErr, s.w.Close(), s.r.Close())
 }
 
 // now returns the current time in stored form.
@@ -326,10 +340,16 @@ func (s *Store) SiteValue(ctx context.Context, key string, gen func() (string, e
 // verpKeyName is the site table key of the VERP signing secret.
 const verpKeyName = "verp_key"
 
+// verpLegacyKey is the site table key of the time VERP signatures got a
+// time stamp (set by migration 0120).
+const verpLegacyKey = "verp_legacy_since"
+
 // VERPSigner returns the site's VERP signer, creating its secret (256
-// random bits) on first use. The daemon hands the same signer to the
-// posting pipeline (which signs return paths), the address index (which
-// refuses forged ones at RCPT time) and the bounce processor.
+// random bits) on first use, with s.VERPWindow as its window and the time
+// of the upgrade to time-stamped signatures as its LegacySince. The
+// daemon hands the same signer to the posting pipeline (which signs
+// return paths), the address index (which refuses forged ones at RCPT
+// time) and the bounce processor.
 func (s *Store) VERPSigner(ctx context.Context) (address.VERPSigner, error) {
 	v, err := s.SiteValue(ctx, verpKeyName, func() (string, error) {
 		var b [32]byte
@@ -341,10 +361,25 @@ func (s *Store) VERPSigner(ctx context.Context) (address.VERPSigner, error) {
 	if err != nil {
 		return address.VERPSigner{}, fmt.Errorf("VERP signing key: %w", err)
 	}
-	return address.VERPSigner{Key: []byte(v)}, nil
+	signer := address.VERPSigner{Key: []byte(v), Window: s.VERPWindow}
+	var since string
+	err = s.r.QueryRowContext(ctx, "SELECT value FROM site WHERE key = ?", verpLegacyKey).Scan(&since)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// Zero: untimed signatures are expired, the safe side.
+	case err != nil:
+		return address.VERPSigner{}, fmt.Errorf("VERP signing key: read %s: %w", verpLegacyKey, err)
+	default:
+		t, err := ParseTime(since)
+		if err != nil {
+			return address.VERPSigner{}, fmt.Errorf("VERP signing key: site %s %q: %w", verpLegacyKey, since, err)
+		}
+		signer.LegacySince = t
+	}
+	return signer, nil
 }
 
-// The id a new messages, intake or held row gets: one above both the
+// The id a new messages, intake, held, lists or members row gets: one above both the
 // largest id in the table and the largest ever deleted from it (the
 // id_floor table, kept by triggers), so that an id is never reused once
 // its row was purged. The writer is the only connection that inserts, one
@@ -353,4 +388,6 @@ const (
 	nextIDMessages = `(SELECT max(coalesce((SELECT max(id) FROM messages), 0), last) + 1 FROM id_floor WHERE name = 'messages')`
 	nextIDIntake   = `(SELECT max(coalesce((SELECT max(id) FROM intake), 0), last) + 1 FROM id_floor WHERE name = 'intake')`
 	nextIDHeld     = `(SELECT max(coalesce((SELECT max(id) FROM held), 0), last) + 1 FROM id_floor WHERE name = 'held')`
+	nextIDLists    = `(SELECT max(coalesce((SELECT max(id) FROM lists), 0), last) + 1 FROM id_floor WHERE name = 'lists')`
+	nextIDMembers  = `(SELECT max(coalesce((SELECT max(id) FROM members), 0), last) + 1 FROM id_floor WHERE name = 'members')`
 )

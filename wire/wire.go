@@ -125,6 +125,9 @@ func Build(ctx context.Context, cfg *config.Config, log *zap.Logger, opts ...Opt
 		sys.Close()
 		return nil, err
 	}
+	// Every signer the store hands out (here, the index's, the CLI's
+	// lookup) honours bounces for the configured window.
+	sys.Store.VERPWindow = cfg.MTA.VERPBounceWindow.D()
 	var err error
 	if sys.Secret, err = pipeline.Secret(ctx, sys.Store); err != nil {
 		return fail(err)

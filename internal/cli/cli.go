@@ -111,6 +111,8 @@ func (a *app) open(ctx context.Context) (*config.Config, *store.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// `lookup` answers as the daemon's index would, window included.
+	st.VERPWindow = cfg.MTA.VERPBounceWindow.D()
 	return cfg, st, nil
 }
 

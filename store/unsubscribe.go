@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// What a one-click unsubscribe link (pipeline.UnsubscribeURL) is checked
+// against: the list by its RFC 2919 List-Id, which names the list and not
+// a row, and the subscription by its member row id, which is never reused
+// (migration 0120), so that removing the list or the subscription
+// invalidates every link made for it.
+
+// ListByListID returns the list whose RFC 2919 List-Id is listID
+// ("test.lists.example.org"); ErrNotFound if there is none.
+func (s *Store) ListByListID(ctx context.Context, listID string) (*List, error) {
+	// Without regard to case, like the rest of the link: URLs get
+	// case-folded on their way, and a List-Id is an address.
+	l, err := scanList(s.r.QueryRowContext(ctx, s.listQuery("WHERE l.list_id = ? COLLATE NOCASE ORDER BY l.id"), listID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: list-id %s", ErrNotFound, listID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get list-id %s: %w", listID, err)
+	}
+	return l, nil
+}
+
+// SubscriptionID returns the id of addr's member row (role member) on
+// listID, 0 if addr is not subscribed. A new subscription of the same
+// address gets a new id.
+func (s *Store) SubscriptionID(ctx context.Context, listID int64, addr string) (int64, error) {
+	stmt, err := s.subscriptionStmt(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("subscription of %s: %w", addr, err)
+	}
+	var id int64
+	err = stmt.QueryRowContext(ctx, listID, addr).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("subscription of %s: %w", addr, err)
+	}
+	return id, nil
+}
+
+// UnsubscribeSubscription removes the member row memberID (addr's
+// subscription to listID) and records why. It reports false, without
+// error, when that subscription is gone already: a second one-click
+// request is not a failure, and one racing a re-subscription must not
+// remove the new one.
+func (s *Store) UnsubscribeSubscription(ctx context.Context, listID, memberID int64, addr, how string) (bool, error) {
+	removed := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, `DELETE FROM members WHERE id = ? AND list_id = ? AND address = ? AND role = 'member'`, memberID, listID, addr)
+		if err != nil {
+			return err
+		}
+		if n, _ := r.RowsAffected(); n == 0 {
+			return nil
+		}
+		removed = true
+		return addEvent(ctx, tx, s.now(), listID, addr, EventMemberRemoved, "role=member by "+how)
+	})
+	if err != nil {
+		return false, fmt.Errorf("unsubscribe %s from list #%d: %w", addr, listID, err)
+	}
+	return removed, nil
+}
+
+// subscriptionStmt is SubscriptionID's query, prepared once: Render runs
+// it for every member's copy, and preparing it each time costs more than
+// running it.
+func (s *Store) subscriptionStmt(ctx context.Context) (*sql.Stmt, error) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.subStmt != nil {
+		return s.subStmt, nil
+	}
+	stmt, err := s.r.PrepareContext(ctx, `SELECT id FROM members WHERE list_id = ? AND address = ? AND role = 'member'`)
+	if err != nil {
+		return nil, err
+	}
+	s.subStmt = stmt
+	return stmt, nil
+}
