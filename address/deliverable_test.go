@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDeliverable(t *testing.T) {
@@ -90,23 +91,23 @@ func TestDeliverableVERP(t *testing.T) {
 		if err := Deliverable(m); err != nil {
 			t.Fatalf("Deliverable(%q): %v", m, err)
 		}
-		v := s.VERP(list, m, "+")
+		v := s.VERP(list, m, "+", time.Now())
 		local := v[:strings.LastIndexByte(v, '@')]
 		if !isDotAtom(local) {
 			t.Errorf("VERP of %q is %q: its local part needs quoting", m, v)
 		}
 		_, ext, _ := strings.Cut(local, "+")
-		got, signed, ok := s.Member(list, ext, false)
+		got, status := s.Member(list, ext, false, time.Now())
 		want, _ := Normalize(m)
-		if !ok || !signed || got != want {
-			t.Errorf("VERP %q decodes to (%q, signed %v, ok %v), want %q", v, got, signed, ok, want)
+		if status != VERPCurrent || got != want {
+			t.Errorf("VERP %q decodes to (%q, %v), want %q", v, got, status, want)
 		}
 		if len(v) > maxRecipientLen {
 			t.Errorf("VERP %q is %d octets, more than the resolver reads", v, len(v))
 		}
 	}
 	// The refused case, for contrast: its VERP local part needs quotes.
-	if v := s.VERP(list, `"a>b"@example.com`, "+"); !strings.HasPrefix(v, `"`) {
+	if v := s.VERP(list, `"a>b"@example.com`, "+", time.Now()); !strings.HasPrefix(v, `"`) {
 		t.Errorf("VERP of a quoted member is %q; the rule above assumes it is quoted", v)
 	}
 }

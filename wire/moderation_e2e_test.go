@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"postlist/address"
 	"postlist/internal/testenv"
 	"postlist/store"
 )
@@ -124,8 +125,8 @@ func TestHeldApprovedFromCLISendsSignedVERP(t *testing.T) {
 	if base != "test-bounces" || domain != listDomain {
 		t.Fatalf("approved copy's envelope sender %q, want the list's -bounces address", got.From)
 	}
-	if m, ok := signer.DecodeVERP(list, ext); !ok || m != "alice@example.com" {
-		t.Fatalf("approved copy's envelope sender %q is not alice's signed VERP address (member %q, verified %v)", got.From, m, ok)
+	if m, status := signer.Member(list, ext, false, time.Now()); status != address.VERPCurrent || m != "alice@example.com" {
+		t.Fatalf("approved copy's envelope sender %q is not alice's signed VERP address (member %q, status %v)", got.From, m, status)
 	}
 
 	// A DSN for Alice's got, to its return path, through Postfix's

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
+	"postlist/address"
 	"postlist/config"
 	"postlist/store"
 	"postlist/wire"
@@ -109,13 +111,13 @@ func TestHeldApproveRejectDiscard(t *testing.T) {
 		t.Fatalf("approved post has %d deliveries, want 2: %+v", len(ds), ds)
 	}
 	for _, d := range ds {
-		if want := signer.VERP("test@lists.example.org", d.Recipient, "+"); d.EnvelopeFrom != want {
+		if want := signer.VERP("test@lists.example.org", d.Recipient, "+", time.Now()); d.EnvelopeFrom != want {
 			t.Errorf("approved copy to %s leaves from %q, want the signed %q", d.Recipient, d.EnvelopeFrom, want)
 		}
 		local, _, _ := strings.Cut(d.EnvelopeFrom, "@")
 		_, ext, _ := strings.Cut(local, "+")
-		if m, ok := signer.DecodeVERP("test@lists.example.org", ext); !ok || m != d.Recipient {
-			t.Errorf("envelope sender %q does not verify for %s (got %q, %v)", d.EnvelopeFrom, d.Recipient, m, ok)
+		if m, status := signer.Member("test@lists.example.org", ext, false, time.Now()); status != address.VERPCurrent || m != d.Recipient {
+			t.Errorf("envelope sender %q does not verify for %s (got %q, %v)", d.EnvelopeFrom, d.Recipient, m, status)
 		}
 	}
 }
