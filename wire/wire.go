@@ -168,6 +168,7 @@ func options(cfg *config.Config, log *zap.Logger, st *store.Store, secret []byte
 			HeldTokenLifetime:      cfg.Site.ModeratorRequestLife.D(),
 			PollInterval:           tu.PollInterval,
 			MaxAutoresponsesPerDay: cfg.MTA.MaxAutoresponsesPerDay,
+			UnsubscribeLinkLife:    cfg.HTTP.UnsubscribeLinkLife.D(),
 		},
 		Commands: commands.Options{
 			Store: st, Log: log.Named("commands"),

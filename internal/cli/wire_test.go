@@ -32,8 +32,11 @@ smtp_host = "127.0.0.2"
 smtp_port = 2525
 max_delivery_threads = 3
 smtp_connect_timeout = "7s"
+verp_bounce_window = "11d"
+max_autoresponses_per_day = 4
 [http]
 base_url = "https://lists.example.org/"
+unsubscribe_link_life = "40d"
 [site]
 owner = "listmaster@example.org"
 pending_request_life = "2h"
@@ -80,6 +83,7 @@ moderator_request_life = "9h"
 		t.Fatal(err)
 	}
 	defer st.Close()
+	st.VERPWindow = 11 * 24 * time.Hour
 	signer, err := st.VERPSigner(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +113,10 @@ moderator_request_life = "9h"
 		{"smart host", o.Deliver.Addr, "127.0.0.2:2525"},
 		{"delivery threads", o.Deliver.Workers, 3},
 		{"connect timeout", o.Deliver.DialTimeout, 7 * time.Second},
+		{"VERP bounce window", o.Bounce.Signer.Window, 11 * 24 * time.Hour},
+		{"pipeline autoresponse cap", o.Pipeline.MaxAutoresponsesPerDay, 4},
+		{"commands autoresponse cap", o.Commands.MaxAutoresponsesPerDay, 4},
+		{"unsubscribe link life", o.Pipeline.UnsubscribeLinkLife, 40 * 24 * time.Hour},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
