@@ -80,7 +80,8 @@ func TestWriteRunsPostmap(t *testing.T) {
 		t.Fatal("postmap not found: install postfix (make test installs it when run as root)")
 	}
 	dir := t.TempDir()
-	files, err := testMaps("hash").Write(context.Background(), dir, postmap)
+	etc := writeMainCF(t)
+	files, err := testMaps("hash").Write(context.Background(), dir, postmap+" -c "+etc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestWriteRunsPostmap(t *testing.T) {
 		t.Fatalf("postmap output missing: %v", err)
 	}
 	q := func(key string) string {
-		out, _ := exec.Command(postmap, "-c", writeMainCF(t), "-q", key, "hash:"+filepath.Join(dir, "postfix_lmtp")).Output()
+		out, _ := exec.Command(postmap, "-c", etc, "-q", key, "hash:"+filepath.Join(dir, "postfix_lmtp")).Output()
 		return strings.TrimSpace(string(out))
 	}
 	if got := q("test-bounces@example.com"); got != "lmtp:[127.0.0.1]:9024" {
