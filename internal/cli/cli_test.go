@@ -248,9 +248,11 @@ func TestReadmeQueries(t *testing.T) {
 
 func TestGenaliasesAfterCreate(t *testing.T) {
 	e := newEnv(t)
-	if _, err := exec.LookPath("postmap"); err != nil {
+	postmap, err := exec.LookPath("postmap")
+	if err != nil {
 		t.Fatal("postmap not found: install postfix")
 	}
+	usePrivatePostmap(t, e, postmap)
 	e.mustRun("lists", "create", "test@lists.example.org")
 	out := e.mustRun("genaliases")
 	if !strings.Contains(out, "postfix_lmtp") {
