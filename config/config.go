@@ -117,6 +117,17 @@ type HTTP struct {
 	UnsubscribeLinkLife Duration `toml:"unsubscribe_link_life"`
 	// SocketmapListen serves Postfix socketmap lookups when set.
 	SocketmapListen Listen `toml:"socketmap_listen"`
+	// ReadTimeout bounds reading a whole request, body included;
+	// WriteTimeout writing the answer; IdleTimeout how long a keep-alive
+	// connection may wait for its next request. The listener shares the
+	// process with the milter and LMTP, so no client may hold a
+	// connection open forever.
+	ReadTimeout  Duration `toml:"read_timeout"`
+	WriteTimeout Duration `toml:"write_timeout"`
+	IdleTimeout  Duration `toml:"idle_timeout"`
+	// MaxConnections caps the connections served at once; further ones
+	// wait in the kernel's accept queue. 0 means no limit.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // Postfix controls the maps genaliases writes.
@@ -174,7 +185,14 @@ func Default() *Config {
 			LMTPIdleTimeout:          Duration(5 * time.Minute),
 			MilterTimeout:            Duration(10 * time.Second),
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8026", UnsubscribeLinkLife: Duration(365 * 24 * time.Hour)},
+		HTTP: HTTP{
+			Listen:              "127.0.0.1:8026",
+			ReadTimeout:         Duration(30 * time.Second),
+			WriteTimeout:        Duration(30 * time.Second),
+			IdleTimeout:         Duration(60 * time.Second),
+			MaxConnections:      256,
+			UnsubscribeLinkLife: Duration(365 * 24 * time.Hour),
+		},
 		Postfix: Postfix{
 			MapDir:            "var/data",
 			PostmapCommand:    "postmap",
@@ -308,18 +326,19 @@ func (c *Config) Validate() error {
 		return bad(fmt.Sprintf("%q: want smtp, starttls or smtps", c.MTA.SMTPSecureMode), "mta", "smtp_secure_mode")
 	}
 	for _, n := range []struct {
-		v   int
-		key string
+		v            int
+		section, key string
 	}{
-		{c.MTA.MaxRecipients, "max_recipients"},
-		{c.MTA.MaxSessionsPerConnection, "max_sessions_per_connection"},
-		{c.MTA.MaxDeliveryThreads, "max_delivery_threads"},
-		{c.MTA.MaxRcptsPerMessage, "max_rcpts_per_transaction"},
-		{c.MTA.MaxLMTPSessions, "max_lmtp_sessions"},
-		{c.MTA.MaxAutoresponsesPerDay, "max_autoresponses_per_day"},
+		{c.MTA.MaxRecipients, "mta", "max_recipients"},
+		{c.MTA.MaxSessionsPerConnection, "mta", "max_sessions_per_connection"},
+		{c.MTA.MaxDeliveryThreads, "mta", "max_delivery_threads"},
+		{c.MTA.MaxRcptsPerMessage, "mta", "max_rcpts_per_transaction"},
+		{c.MTA.MaxLMTPSessions, "mta", "max_lmtp_sessions"},
+		{c.HTTP.MaxConnections, "http", "max_connections"},
+		{c.MTA.MaxAutoresponsesPerDay, "mta", "max_autoresponses_per_day"},
 	} {
 		if n.v < 0 {
-			return bad(fmt.Sprintf("%d: must not be negative", n.v), "mta", n.key)
+			return bad(fmt.Sprintf("%d: must not be negative", n.v), n.section, n.key)
 		}
 	}
 	if c.MTA.MaxMessageSize <= 0 {
@@ -336,6 +355,9 @@ func (c *Config) Validate() error {
 		{c.Site.ModeratorRequestLife, "site", "moderator_request_life"},
 		{c.MTA.VERPBounceWindow, "mta", "verp_bounce_window"},
 		{c.HTTP.UnsubscribeLinkLife, "http", "unsubscribe_link_life"},
+		{c.HTTP.ReadTimeout, "http", "read_timeout"},
+		{c.HTTP.WriteTimeout, "http", "write_timeout"},
+		{c.HTTP.IdleTimeout, "http", "idle_timeout"},
 	} {
 		if d.v.D() <= 0 {
 			return bad(fmt.Sprintf("%v: must be positive", d.v.D()), d.section, d.key)

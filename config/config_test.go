@@ -26,6 +26,10 @@ func TestDefaultsAreValid(t *testing.T) {
 	if got := cfg.Database.Retention.D(); got != 7*24*time.Hour {
 		t.Errorf("retention = %v, want 7 days", got)
 	}
+	if h := cfg.HTTP; h.ReadTimeout.D() != 30*time.Second || h.WriteTimeout.D() != 30*time.Second ||
+		h.IdleTimeout.D() != time.Minute || h.MaxConnections != 256 {
+		t.Errorf("http limits = %+v, want 30s/30s/60s and 256 connections", h)
+	}
 }
 
 func TestExplicitMissingFileFails(t *testing.T) {
@@ -59,6 +63,9 @@ max_message_size = "20M"
 [http]
 listen = "127.0.0.1:9026"
 unsubscribe_link_life = "90d"
+read_timeout = "5s"
+idle_timeout = "2m"
+max_connections = 0
 
 [postfix]
 map_dir = "/var/lib/postlist/data"
@@ -98,6 +105,10 @@ level = "debug"
 		{"sessions", cfg.MTA.MaxSessionsPerConnection, 50},
 		{"autoresponses (default)", cfg.MTA.MaxAutoresponsesPerDay, 10},
 		{"filetype", cfg.Postfix.TransportFileType, "regex"},
+		{"http read timeout", cfg.HTTP.ReadTimeout.D(), 5 * time.Second},
+		{"http write timeout (default)", cfg.HTTP.WriteTimeout.D(), 30 * time.Second},
+		{"http idle timeout", cfg.HTTP.IdleTimeout.D(), 2 * time.Minute},
+		{"http max connections (0 = no limit)", cfg.HTTP.MaxConnections, 0},
 		{"pass", cfg.MTA.SMTPPass.Reveal(), "hunter2"},
 		{"pass hidden", cfg.MTA.SMTPPass.String(), "********"},
 	}
@@ -134,6 +145,10 @@ func TestBadConfigs(t *testing.T) {
 		{"zero bounce window", "[mta]\nverp_bounce_window = \"0d\"\n", "bad.toml:2: mta.verp_bounce_window: 0s: must be positive"},
 		{"negative link life", "[http]\nlisten = \"127.0.0.1:1\"\nunsubscribe_link_life = \"-1d\"\n", "bad.toml:3: http.unsubscribe_link_life"},
 		{"zero timeout", "[mta]\n\nsmtp_command_timeout = \"0\"\n", "bad.toml:3: mta.smtp_command_timeout: 0s: must be positive"},
+		{"zero http read timeout", "[http]\nread_timeout = \"0s\"\n", "bad.toml:2: http.read_timeout: 0s: must be positive"},
+		{"negative http write timeout", "[http]\n\nwrite_timeout = \"-1s\"\n", "bad.toml:3: http.write_timeout: \"-1s\": must not be negative"},
+		{"zero http idle timeout", "[http]\nidle_timeout = \"0\"\n", "bad.toml:2: http.idle_timeout: 0s: must be positive"},
+		{"negative http connections", "[http]\nmax_connections = -1\n", "bad.toml:2: http.max_connections: -1: must not be negative"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

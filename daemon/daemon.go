@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		reg := metrics.NewRegistry(metrics.Sources{Store: st, Index: ix})
 		comps = append(comps, component{
 			name: "http", addr: config.Listen{Network: "tcp", Address: cfg.HTTP.Listen},
-			srv: newHTTP(st, ix, log.Named("http"), sys.Pipeline.UnsubscribeHandler(), metrics.Handler(reg, log.Named("metrics"))),
+			srv: newHTTP(st, ix, log.Named("http"), sys.Pipeline.UnsubscribeHandler(), metrics.Handler(reg, log.Named("metrics")), cfg.HTTP),
 		})
 	}
 

@@ -36,6 +36,23 @@ func postmapPath(t *testing.T) string {
 	return fallback
 }
 
+// postmapCommand is postmap with a private, backdated main.cf: the machine
+// may have no Postfix configuration (postmap then refuses to run), and a
+// fresh main.cf makes every postmap wait a second for it to settle.
+func postmapCommand(t *testing.T) string {
+	t.Helper()
+	etc := t.TempDir()
+	mainCF := filepath.Join(etc, "main.cf")
+	if err := os.WriteFile(mainCF, []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(mainCF, past, past); err != nil {
+		t.Fatal(err)
+	}
+	return postmapPath(t) + " -c " + etc
+}
+
 // assertUnknownRefused checks that Postfix itself, with no milter, refuses
 // an unknown list address at RCPT with 550 5.1.1 while a known one in the
 // same transaction is accepted.
@@ -136,13 +153,7 @@ func TestGeneratedMapsRoute(t *testing.T) {
 	// Postfix's unprivileged daemons read the maps: the directory must be
 	// reachable by its user (t.TempDir makes it private).
 	mapDir := filepath.Join(t.TempDir(), "data")
-	// postmap reads a main.cf; a machine whose Postfix was installed
-	// without configuration has none in /etc/postfix.
-	pfconf := t.TempDir()
-	if err := os.WriteFile(filepath.Join(pfconf, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapPath(t)+" -c "+pfconf)
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapCommand(t))
 	// Postfix opens its maps at start, so they are generated first; the
 	// daemon's outgoing address is only known once Postfix runs, and the
 	// second Configure sets it (the database and the maps stay).

@@ -10,6 +10,7 @@ package postfix
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -179,62 +181,233 @@ func (m Maps) DomainsMap() []byte {
 	return []byte(b.String())
 }
 
-// Write writes both maps into dir atomically (write, fsync, rename) and
-// runs postmap on them unless the type is regex. Postfix never sees a
-// half-written map.
-func (m Maps) Write(ctx context.Context, dir, postmap string) ([]string, error) {
+// mapFile is one map postlist writes: its file name in the map directory
+// and how it is rendered from the database state.
+type mapFile struct {
+	name   string
+	render func(Maps) []byte
+}
+
+// mapFiles lists every map Write produces, in the order they are put in
+// place. A new map is one entry here.
+var mapFiles = []mapFile{
+	{"postfix_lmtp", Maps.LMTPMap},
+	{"postfix_domains", Maps.DomainsMap},
+}
+
+// LockName is the lock file in the map directory that serialises every
+// writer of the maps, across processes and goroutines.
+const LockName = "postfix_maps.lock"
+
+// dbSuffix is the file postmap makes beside the text file for a type.
+func dbSuffix(fileType string) string {
+	switch fileType {
+	case "lmdb":
+		return ".lmdb"
+	case "cdb":
+		return ".cdb"
+	case "regex":
+		return ""
+	default: // hash, btree
+		return ".db"
+	}
+}
+
+// Regenerate writes the maps from the state load returns, holding the map
+// directory's lock from before load runs until the maps are in place.
+// Reading under the lock is what makes concurrent admin commands safe:
+// whoever holds the lock last has seen every change committed before it
+// asked, so the maps left behind always match the database.
+func Regenerate(ctx context.Context, dir, postmap string, load func(context.Context) (Maps, error)) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("map dir %s: %w", dir, err)
 	}
-	files := map[string][]byte{
-		filepath.Join(dir, "postfix_lmtp"):    m.LMTPMap(),
-		filepath.Join(dir, "postfix_domains"): m.DomainsMap(),
+	unlock, err := lockDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	m, err := load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.write(ctx, dir, postmap)
+}
+
+// Write writes the maps into dir under the directory's lock; see
+// Regenerate for writers that read the state from the database.
+func (m Maps) Write(ctx context.Context, dir, postmap string) ([]string, error) {
+	return Regenerate(ctx, dir, postmap, func(context.Context) (Maps, error) { return m, nil })
+}
+
+// lockDir takes the exclusive flock on the directory's lock file. flock
+// belongs to the open file, so goroutines of one process exclude each
+// other as separate processes do, and the kernel drops the lock of a
+// process that dies. The lock is polled rather than waited for so that a
+// cancelled command does not hang.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	path := filepath.Join(dir, LockName)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	wait := time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+	// Closing the file releases the lock.
+	return func() { f.Close() }, nil
+}
+
+// staged is one map built under a temporary name, waiting to be renamed
+// into place.
+type staged struct {
+	target string // final text file
+	tmp    string // temporary text file
+	suffix string // postmap's output beside it, "" for regex
+}
+
+// write builds every map under a unique temporary name (text file, then
+// postmap on it), and only when all of them built renames them into
+// place: the database file first, since that is what Postfix reads, then
+// the text. Postfix therefore sees either the old or the new file, never
+// a half-written one, and a failing postmap leaves the old maps intact.
+// The caller holds the lock.
+func (m Maps) write(ctx context.Context, dir, postmap string) ([]string, error) {
+	removeStale(dir)
+	suffix := dbSuffix(m.FileType)
+	var all []staged
+	cleanup := func() {
+		for _, s := range all {
+			os.Remove(s.tmp)
+			if s.suffix != "" {
+				os.Remove(s.tmp + s.suffix)
+			}
+		}
+	}
+	for _, mf := range mapFiles {
+		target := filepath.Join(dir, mf.name)
+		tmp, err := writeTemp(dir, mf.name, mf.render(m))
+		if tmp != "" {
+			all = append(all, staged{target: target, tmp: tmp, suffix: suffix})
+		}
+		if err != nil {
+			cleanup()
+			return nil, err
+		}
+		if suffix == "" {
+			continue
+		}
+		if err := runPostmap(ctx, postmap, m.FileType, tmp, target); err != nil {
+			cleanup()
+			return nil, err
+		}
+		if err := syncFile(tmp + suffix); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("postmap output for %s: %w", target, err)
+		}
 	}
 	var written []string
-	for path, data := range files {
-		if err := writeAtomic(path, data); err != nil {
-			return written, err
+	for _, s := range all {
+		if s.suffix != "" {
+			if err := os.Rename(s.tmp+s.suffix, s.target+s.suffix); err != nil {
+				cleanup()
+				return written, fmt.Errorf("put %s in place: %w", s.target+s.suffix, err)
+			}
 		}
-		written = append(written, path)
+		if err := os.Rename(s.tmp, s.target); err != nil {
+			cleanup()
+			return written, fmt.Errorf("put %s in place: %w", s.target, err)
+		}
+		written = append(written, s.target)
+	}
+	if err := syncFile(dir); err != nil {
+		return written, fmt.Errorf("map dir %s: %w", dir, err)
 	}
 	sort.Strings(written)
-	if m.FileType == "regex" {
-		return written, nil
-	}
-	var failed []string
-	for _, path := range written {
-		args := strings.Fields(postmap)
-		args = append(args, m.FileType+":"+path)
-		out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s %s: %v: %s", postmap, path, err, bytes.TrimSpace(out)))
-		}
-	}
-	if len(failed) > 0 {
-		return written, fmt.Errorf("postmap failed: %s", strings.Join(failed, "; "))
-	}
 	return written, nil
 }
 
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+// tmpPattern names the temporary files of a map; removeStale relies on it.
+func tmpPattern(name string) string { return name + ".tmp-*" }
+
+// removeStale deletes temporary files a killed writer left behind. Only
+// the lock holder writes temporary files, so under the lock every one
+// found is stale. name.new is where earlier versions staged the text.
+func removeStale(dir string) {
+	for _, mf := range mapFiles {
+		old, _ := filepath.Glob(filepath.Join(dir, tmpPattern(mf.name)))
+		for _, p := range append(old, filepath.Join(dir, mf.name+".new")) {
+			os.Remove(p)
+		}
+	}
+}
+
+// writeTemp writes data to a new uniquely named file in dir, synced and
+// readable by Postfix, and returns its name (also on error, for cleanup).
+func writeTemp(dir, name string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, tmpPattern(name))
 	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return "", fmt.Errorf("write %s: %w", filepath.Join(dir, name), err)
+	}
+	tmp := f.Name()
+	fail := func(what string, err error) (string, error) {
+		f.Close()
+		return tmp, fmt.Errorf("%s %s (as %s): %w", what, filepath.Join(dir, name), filepath.Base(tmp), err)
+	}
+	// CreateTemp makes the file 0600; Postfix daemons and postmap -q run
+	// as other users and must read the map.
+	if err := f.Chmod(0o644); err != nil {
+		return fail("chmod", err)
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fail("write", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail("sync", err)
+	}
+	if err := f.Close(); err != nil {
+		return tmp, fmt.Errorf("close %s (as %s): %w", filepath.Join(dir, name), filepath.Base(tmp), err)
+	}
+	return tmp, nil
+}
+
+func runPostmap(ctx context.Context, postmap, fileType, tmp, target string) error {
+	args := strings.Fields(postmap)
+	if len(args) == 0 {
+		return fmt.Errorf("postmap failed for %s: empty postmap command", target)
+	}
+	args = append(args, fileType+":"+tmp)
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("postmap failed for %s: %s %s:%s: %w: %s", target, postmap, fileType, tmp, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// syncFile fsyncs a file or directory by name.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("sync %s: %w", tmp, err)
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return nil
+	return f.Close()
 }

@@ -89,27 +89,33 @@ func (a *app) mapsChanged(ctx context.Context, cfg *config.Config, st *store.Sto
 	return nil
 }
 
+// writeMaps regenerates the maps from the database. The state is read
+// under the map directory's lock, so admin commands run in parallel (as
+// scripts do) each leave maps that match the database as they found it,
+// and the last one leaves every change in.
 func writeMaps(ctx context.Context, cfg *config.Config, st *store.Store) ([]string, error) {
-	lists, err := st.Lists(ctx)
-	if err != nil {
-		return nil, err
-	}
-	domains, err := st.Domains(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m := postfix.Maps{
-		Transport: postfix.Transport(cfg.LMTPAddr().Network, cfg.LMTPAddr().Address),
-		FileType:  cfg.Postfix.TransportFileType,
-		Now:       st.Now(),
-	}
-	for _, l := range lists {
-		m.Lists = append(m.Lists, postfix.List{Name: l.Name, Domain: l.Domain})
-	}
-	for _, d := range domains {
-		m.Domains = append(m.Domains, postfix.Domain{Name: d.Name, AliasOf: d.AliasOf})
-	}
-	return m.Write(ctx, cfg.Postfix.MapDir, cfg.Postfix.PostmapCommand)
+	return postfix.Regenerate(ctx, cfg.Postfix.MapDir, cfg.Postfix.PostmapCommand, func(ctx context.Context) (postfix.Maps, error) {
+		lists, err := st.Lists(ctx)
+		if err != nil {
+			return postfix.Maps{}, fmt.Errorf("read lists for the maps: %w", err)
+		}
+		domains, err := st.Domains(ctx)
+		if err != nil {
+			return postfix.Maps{}, fmt.Errorf("read domains for the maps: %w", err)
+		}
+		m := postfix.Maps{
+			Transport: postfix.Transport(cfg.LMTPAddr().Network, cfg.LMTPAddr().Address),
+			FileType:  cfg.Postfix.TransportFileType,
+			Now:       st.Now(),
+		}
+		for _, l := range lists {
+			m.Lists = append(m.Lists, postfix.List{Name: l.Name, Domain: l.Domain})
+		}
+		for _, d := range domains {
+			m.Domains = append(m.Domains, postfix.Domain{Name: d.Name, AliasOf: d.AliasOf})
+		}
+		return m, nil
+	})
 }
 
 func (a *app) versionCmd() *cobra.Command {

@@ -23,17 +23,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, cfg: filepath.Join(dir, "postlist.toml"), db: filepath.Join(dir, "var", "postlist.db")}
-	// postmap gets a private config directory: a machine whose Postfix
-	// was installed without configuration has no /etc/postfix/main.cf.
-	pfconf := filepath.Join(dir, "postfix-conf")
-	if err := os.MkdirAll(pfconf, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pfconf, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	text := fmt.Sprintf("[database]\npath = %q\n[postfix]\nmap_dir = %q\npostmap_command = %q\n",
-		e.db, filepath.Join(dir, "data"), "postmap -c "+pfconf)
+	text := fmt.Sprintf("[database]\npath = %q\n[postfix]\nmap_dir = %q\n", e.db, filepath.Join(dir, "data"))
 	if err := os.WriteFile(e.cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -258,9 +248,11 @@ func TestReadmeQueries(t *testing.T) {
 
 func TestGenaliasesAfterCreate(t *testing.T) {
 	e := newEnv(t)
-	if _, err := exec.LookPath("postmap"); err != nil {
+	postmap, err := exec.LookPath("postmap")
+	if err != nil {
 		t.Fatal("postmap not found: install postfix")
 	}
+	usePrivatePostmap(t, e, postmap)
 	e.mustRun("lists", "create", "test@lists.example.org")
 	out := e.mustRun("genaliases")
 	if !strings.Contains(out, "postfix_lmtp") {

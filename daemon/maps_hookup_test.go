@@ -1,0 +1,102 @@
+package daemon_test
+
+import (
+	"fmt"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"postlist/internal/testenv"
+)
+
+// rcptOnly asks Postfix whether it takes rcpt and then resets the
+// transaction: no message is queued, so nothing can be misrouted while a
+// map change is still on its way to Postfix's long-running daemons.
+func rcptOnly(addr, rcpt string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("client.example.net"); err != nil {
+		return err
+	}
+	if err := c.Mail("carol@example.net"); err != nil {
+		return err
+	}
+	rerr := c.Rcpt(rcpt)
+	_ = c.Reset()
+	_ = c.Quit()
+	return rerr
+}
+
+// TestRegeneratedMapsReachPostfix: a list created while Postfix runs on
+// the generated hash maps. The maps are replaced by rename, and Postfix
+// must still see that as a change: a new smtpd takes the new address
+// (relay_recipient_maps) without a reload. After the documented remedy,
+// `postfix reload`, a post to the new list is routed to LMTP and
+// delivered.
+func TestRegeneratedMapsReachPostfix(t *testing.T) {
+	pl := testenv.NewPostlist(t)
+	mapDir := filepath.Join(t.TempDir(), "data")
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapCommand(t))
+	pl.Configure("127.0.0.1:25", extra, list)
+	pl.CLI("members", "add", list, "alice@example.com")
+	pl.CLI("genaliases")
+	if err := os.Chmod(filepath.Dir(mapDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		TransportMaps: "hash:" + filepath.Join(mapDir, "postfix_lmtp"),
+		RelayDomains:  "hash:" + filepath.Join(mapDir, "postfix_domains"),
+		ExtraMain:     map[string]string{"relay_recipient_maps": "hash:" + filepath.Join(mapDir, "postfix_lmtp")},
+	})
+	pl.Configure(pf.SubmitAddr, extra)
+	pl.Start()
+
+	fresh := "fresh@" + listDomain
+	if err := rcptOnly(pf.SMTPAddr, fresh); err == nil || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("RCPT to a list that does not exist yet: %v, want 550", err)
+	}
+	pl.CLI("lists", "create", fresh)
+	pl.CLI("members", "add", fresh, "carol@example.net")
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := rcptOnly(pf.SMTPAddr, fresh)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Postfix still refuses the new list 10 s after its maps were replaced: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`postfix_(lmtp|domains)\(.*\) has changed -- restarting`).MatchString(pf.Log()) {
+		t.Error("Postfix log does not show a daemon noticing the replaced maps")
+	}
+
+	pf.Reload(t)
+	// postlist's own index picks the list up within its poll interval;
+	// the post must not race that, this test is about Postfix's side.
+	indexed := regexp.MustCompile(`"index reloaded".*"lists":2,"members":2`)
+	for deadline := time.Now().Add(10 * time.Second); !indexed.MatchString(pl.Log()); {
+		if time.Now().After(deadline) {
+			t.Fatal("postlist's index did not load the new list and its member")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	res := testenv.SendMail(t, pf.SMTPAddr, "carol@example.net", []string{fresh},
+		[]byte("From: carol@example.net\r\nTo: "+fresh+"\r\nSubject: after reload\r\nMessage-ID: <after-reload@example.net>\r\n\r\nhi\r\n"))
+	if !res.Data.OK() {
+		t.Fatalf("post to the new list not accepted: %v", res)
+	}
+	waitCopies(t, pf.Sink, "after reload", 1, 60*time.Second)
+	if !strings.Contains(pf.Log(), "to=<"+fresh+">, relay=127.0.0.1["+strings.ReplaceAll(pl.LMTP, ":", "]:")) {
+		t.Errorf("Postfix log shows no delivery of the new list's post to the LMTP server at %s", pl.LMTP)
+	}
+}
