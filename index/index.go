@@ -140,13 +140,70 @@ func (ix *Index) Decide(rcpt string) Decision { return ix.Snapshot().Decide(rcpt
 // transport map typo) must still be refused, so where Decide says "not
 // ours" Resolve answers 550 5.1.1 NoSuchList. A nil reply means accept,
 // and the target says which list and subaddress.
+//
+// A refusal that a change not yet polled could turn into acceptance (a
+// list created, a token issued a moment ago) is checked against the
+// store first: by the time Postfix hands a message over, the sender has
+// been told 250, and a 5xx here would become a bounce.
 func (ix *Index) Resolve(rcpt string) (address.Target, *reply.Reply) {
 	d := ix.Decide(rcpt)
+	if missed(d) {
+		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+		if ix.CatchUp(ctx) {
+			d = ix.Decide(rcpt)
+		}
+		cancel()
+	}
 	if !d.Ours {
 		r := reply.NoSuchList(clipAddr(rcpt))
 		return address.Target{}, &r
 	}
 	return d.Target, d.Reply
+}
+
+// catchUpTimeout bounds what one refused LMTP recipient may wait for the
+// store; past it the refusal stands.
+const catchUpTimeout = 2 * time.Second
+
+// missed reports a refusal that a newer snapshot might reverse.
+func missed(d Decision) bool {
+	switch {
+	case !d.Ours:
+		return true // perhaps a domain added a moment ago
+	case d.Reply == nil:
+		return false
+	}
+	switch d.Reason {
+	case ReasonNoSuchList, ReasonBadToken, ReasonBadVERP:
+		return true
+	}
+	return false
+}
+
+// CatchUp brings the snapshot up to date at once if the store changed
+// since it was built, without waiting for the next poll, and reports
+// whether it swapped in a newer one. It costs two small queries when
+// nothing changed, so callers use it only on a miss.
+func (ix *Index) CatchUp(ctx context.Context) bool {
+	ix.reloadMu.Lock()
+	defer ix.reloadMu.Unlock()
+	cur := ix.cur.Load()
+	if cur == nil {
+		return false
+	}
+	g, err := ix.src.Generation(ctx)
+	if err != nil {
+		return false
+	}
+	if g != cur.gen {
+		return ix.reloadLocked(ctx) == nil
+	}
+	tg, err := ix.src.TokenGeneration(ctx)
+	if err != nil || tg == cur.tokenGen {
+		return false
+	}
+	ix.reloadTokensLocked(ctx, cur)
+	return ix.cur.Load() != cur
 }
 
 // Reload rebuilds the snapshot now and swaps it in. Concurrent calls are

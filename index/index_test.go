@@ -525,3 +525,40 @@ func TestSignedVERP(t *testing.T) {
 		t.Errorf("unsigned VERP on a list accepting it: reason %q", got)
 	}
 }
+
+// TestResolveCatchesUp: the LMTP path must not refuse, with a 5xx that
+// Postfix turns into a bounce, a list or token created after the last
+// poll; Resolve checks the store before it refuses. Decide, the RCPT
+// path, keeps answering from the snapshot.
+func TestResolveCatchesUp(t *testing.T) {
+	st := newStore(t)
+	ix := load(t, st) // never polls: only Resolve's catch-up can see changes
+	ctx := context.Background()
+
+	if _, rep := ix.Resolve("nope@lists.example.org"); rep == nil || rep.Code != 550 {
+		t.Fatalf("unknown list: %v, want 550", rep)
+	}
+	if _, err := st.CreateList(ctx, "fresh@lists.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if d := ix.Decide("fresh@lists.example.org"); d.Accepted() {
+		t.Fatal("Decide saw the new list without a reload; the test proves nothing")
+	}
+	if tg, rep := ix.Resolve("fresh@lists.example.org"); rep != nil || tg.List != "fresh@lists.example.org" {
+		t.Fatalf("new list at LMTP: %+v %v, want accepted", tg, rep)
+	}
+
+	l, err := st.GetList(ctx, "test@lists.example.org")
+	must(t, err)
+	const tok = "ffeeddccbbaa99887766554433221100"
+	must(t, st.AddToken(ctx, store.Token{Token: tok, ListID: l.ID, Kind: store.TokenSubscribe, Address: "new@example.com",
+		ExpiresAt: time.Now().Add(time.Hour)}, nil))
+	confirm := "test-confirm+" + tok + "@lists.example.org"
+	if _, rep := ix.Resolve(confirm); rep != nil {
+		t.Fatalf("new token at LMTP: %v, want accepted", rep)
+	}
+	// Nothing changed: the refusal stands.
+	if _, rep := ix.Resolve("still-nope@lists.example.org"); rep == nil || rep.Code != 550 {
+		t.Fatalf("unknown list after catch-up: %v, want 550", rep)
+	}
+}
