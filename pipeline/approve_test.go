@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"postlist/decorate"
+	"postlist/store"
 )
 
 func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
@@ -94,7 +95,14 @@ func TestCheckApproval(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := []byte(crlf(tc.msg))
-			a := checkApproval(msg, decorate.Parse(msg), tc.password)
+			hash := ""
+			if tc.password != "" {
+				var err error
+				if hash, err = store.HashPassword(tc.password); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := checkApproval(msg, decorate.Parse(msg), hash)
 			if a.Valid != tc.valid || a.Where != tc.where {
 				t.Errorf("valid %v where %q, want %v %q", a.Valid, a.Where, tc.valid, tc.where)
 			}
