@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"postlist/address"
 	"postlist/metrics"
 	"postlist/store"
 )
@@ -152,7 +153,7 @@ func (d *Deliverer) logOutcome(r store.Delivery, v verdict, out store.DeliveryOu
 		return
 	}
 	fields := []zap.Field{
-		zap.Int64("msg_id", r.MessageID), zap.String("rcpt", r.Recipient), zap.String("list", r.List),
+		zap.Int64("msg_id", r.MessageID), zap.String("rcpt", address.Redact(r.Recipient, "")), zap.String("list", r.List),
 		zap.Int("smtp_code", v.code), zap.Int("attempt", r.Attempts+1), zap.String("status", out.State),
 		zap.String("reply", out.Reply),
 	}

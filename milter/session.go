@@ -320,7 +320,7 @@ func (s *session) Cleanup(gomilter.Modifier) {}
 // (and the sender retries, rather than getting a bounce).
 func (s *session) recoverTo(resp **gomilter.Response, rcptTo string) {
 	if v := recover(); v != nil {
-		s.srv.log.Error("milter decision failed", zap.String("rcpt", rcptTo), zap.String("queue_id", s.queueID),
+		s.srv.log.Error("milter decision failed", zap.String("rcpt", address.Redact(rcptTo, "")), zap.String("queue_id", s.queueID),
 			zap.String("reason", ReasonPanic), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 		if rcptTo != "" {
 			metrics.MilterDecision(metrics.StageRcpt, VerdictTempFail, ReasonPanic)
@@ -336,8 +336,8 @@ func (s *session) fields(rcptTo, list, verdict, reason string) []zap.Field {
 	if s.queueID != "" {
 		f = append(f, zap.String("queue_id", s.queueID))
 	}
-	f = append(f, zap.String("client", s.client), zap.String("sender", senderForLog(s.sender, s.senderKnown)),
-		zap.String("rcpt", rcptTo))
+	f = append(f, zap.String("client", s.client), zap.String("sender", address.Redact(senderForLog(s.sender, s.senderKnown), "")),
+		zap.String("rcpt", address.Redact(rcptTo, "")))
 	if list != "" {
 		f = append(f, zap.String("list", list))
 	}
