@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 
 	milter.RouteLibraryLogs(log.Named("go-milter"))
 
-	st, err := store.Open(ctx, cfg.Database.Path)
+	st, err := store.OpenWith(ctx, cfg.Database.Path, store.Options{Group: cfg.Database.Group})
 	if err != nil {
 		return err
 	}

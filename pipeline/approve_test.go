@@ -117,6 +117,10 @@ func TestCheckApproval(t *testing.T) {
 }
 
 func TestPasswordEqual(t *testing.T) {
+	hash, err := store.HashPassword("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		given, pw string
 		want      bool
@@ -126,8 +130,13 @@ func TestPasswordEqual(t *testing.T) {
 		{"Secret", "secret", false},
 		{"secre", "secret", false},
 		{"", "secret", false},
+		{"secret", "", false},
 	} {
-		if got := passwordEqual(tc.given, tc.pw); got != tc.want {
+		stored := ""
+		if tc.pw != "" {
+			stored = hash
+		}
+		if got := passwordEqual(tc.given, stored); got != tc.want {
 			t.Errorf("passwordEqual(%q, %q) = %v", tc.given, tc.pw, got)
 		}
 	}

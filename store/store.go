@@ -72,10 +72,29 @@ type Store struct {
 // up to date. A database written by a newer postlist is refused rather than
 // guessed at.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// Options are the settings of OpenWith.
+type Options struct {
+	// Group, when set, is the group of the database files, which are
+	// then mode 0660 ([database] group); otherwise they are 0600.
+	Group string
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", path, err)
 		}
+	}
+	perm, err := o.files()
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := perm.create(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -106,6 +125,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	if err := s.hashClearPasswords(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// The -wal and -shm files exist now; SQLite gives them the main
+	// file's mode, but ones left by an older postlist may be 0644.
+	if err := perm.fix(path); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

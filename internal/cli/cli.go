@@ -105,7 +105,7 @@ func (a *app) open(ctx context.Context) (*config.Config, *store.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, cfg.Database.Path)
+	st, err := a.openStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
