@@ -71,11 +71,12 @@ const (
 
 var checker = struct {
 	mu     sync.Mutex
+	now    func() time.Time // the clock; tests stop it
 	tokens float64
 	last   time.Time
 	run    sync.Mutex
 	ok     map[[32]byte]bool
-}{tokens: checkBurst, ok: map[[32]byte]bool{}}
+}{now: time.Now, tokens: checkBurst, ok: map[[32]byte]bool{}}
 
 // ErrPasswordChecksBusy is returned by CheckPassword when the check was
 // not made because too many were made recently.
@@ -101,7 +102,7 @@ func CheckPassword(hash, given string) (bool, error) {
 		checker.mu.Unlock()
 		return true, nil
 	}
-	now := time.Now()
+	now := checker.now()
 	if !checker.last.IsZero() {
 		checker.tokens = min(checkBurst, checker.tokens+now.Sub(checker.last).Seconds()*checkRate)
 	}
