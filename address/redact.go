@@ -73,12 +73,18 @@ func redactLocal(local, delim string) string {
 	if cut <= 0 || cut == len(local)-1 {
 		return local
 	}
-	ext := local[cut+1:]
 	if strings.HasSuffix(lower[:cut], "-"+string(Confirm)) {
 		return local[:cut+1] + Redacted
 	}
+	return local[:cut+1] + RedactVERP(local[cut+1:])
+}
+
+// RedactVERP is Redact for the extension of a -bounces address alone
+// (Target.Ext): LOCAL=DOMAIN=SIG becomes LOCAL=DOMAIN=…, an unsigned
+// LOCAL=DOMAIN stays.
+func RedactVERP(ext string) string {
 	if strings.Count(ext, "=") < 2 {
-		return local
+		return ext
 	}
-	return local[:cut+1] + ext[:strings.LastIndexByte(ext, '=')+1] + Redacted
+	return ext[:strings.LastIndexByte(ext, '=')+1] + Redacted
 }

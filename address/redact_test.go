@@ -46,6 +46,19 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+func TestRedactVERP(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice=example.com=abcdefgh": "alice=example.com=…",
+		"a=b=example.com=abcdefgh":   "a=b=example.com=…",
+		"alice=example.com":          "alice=example.com",
+		"":                           "",
+	} {
+		if got := RedactVERP(in); got != want {
+			t.Errorf("RedactVERP(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func FuzzRedact(f *testing.F) {
 	f.Add("test-confirm+tok@lists.example.org", "+")
 	f.Add("test-bounces+a=b=c@d", "")

@@ -239,7 +239,7 @@ func (b *bounceMail) verp(ctx context.Context) error {
 		// is still no evidence against anyone.
 		b.batch.Result = "refused: the bounce address's signature is wrong"
 		b.batch.Event, b.batch.Detail = store.EventBounceRefused, "-bounces+"+clip(decorate.OneLine(b.it.Extension), 200)+": bad or missing signature"
-		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(decorate.OneLine(b.it.Extension), 200)))
+		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(decorate.OneLine(address.RedactVERP(b.it.Extension)), 200)))
 		return nil
 	}
 	if len(b.failures) == 0 {
