@@ -23,6 +23,9 @@ import (
 // of its own database. Dropping rather than refusing keeps `sudo
 // postlist …` working as admins expect.
 func (a *app) openStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	if err := a.repairRootOwned(cfg.Database.Path); err != nil {
+		return nil, err
+	}
 	if err := dropToOwner(cfg.Database.Path); err != nil {
 		return nil, err
 	}
@@ -103,4 +106,45 @@ func ownerOf(path string) (uid, gid int, of string, err error) {
 		}
 		p = up
 	}
+}
+
+// repairRootOwned gives back to the owner of the database's directory the
+// database files a root CLI of an older postlist made there as root: the
+// daemon, running as that owner, cannot write them and would fail to
+// start until they are. Only root can do this, and only then.
+func (a *app) repairRootOwned(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // a new database: dropToOwner deals with it
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid != 0 {
+		return nil
+	}
+	dir, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return nil
+	}
+	dst, ok := dir.Sys().(*syscall.Stat_t)
+	if !ok || dst.Uid == 0 {
+		return nil
+	}
+	uid, gid := int(dst.Uid), int(dst.Gid)
+	name := "uid " + strconv.Itoa(uid)
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		name = u.Username
+		if g, err := strconv.Atoi(u.Gid); err == nil {
+			gid = g
+		}
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Chown(f, uid, gid); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("database %s belongs to root, in a directory of %s: giving it to %s: %w", path, name, name, err)
+		}
+	}
+	fmt.Fprintf(a.stderr, "postlist: %s belonged to root; it now belongs to %s, the owner of its directory, as the daemon needs\n", path, name)
+	return nil
 }

@@ -32,12 +32,14 @@ func TestRootCLIWorksAsDatabaseOwner(t *testing.T) {
 	bin := testenv.Binary(t)
 
 	tests := []struct {
-		name    string
-		owner   int
-		wantUID int
+		name      string
+		owner     int
+		rootFiles bool // the database was made by root before
+		wantUID   int
 	}{
-		{"directory of another user", uid, uid},
-		{"root's directory", 0, 0},
+		{"directory of another user", uid, false, uid},
+		{"root's database in another user's directory", uid, true, uid},
+		{"root's directory", 0, false, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,6 +67,18 @@ func TestRootCLIWorksAsDatabaseOwner(t *testing.T) {
 				out, err := exec.Command(bin, append([]string{"-c", cfg}, args...)...).CombinedOutput()
 				if err != nil {
 					t.Fatalf("postlist %v: %v\n%s", args, err, out)
+				}
+			}
+			if tc.rootFiles {
+				// As a root CLI of an older postlist left it.
+				if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chown(filepath.Dir(db), tc.owner, -1); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(db, nil, 0o644); err != nil {
+					t.Fatal(err)
 				}
 			}
 			// A new database, then the existing one again.
