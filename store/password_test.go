@@ -187,3 +187,20 @@ func TestClearPasswordHashedAtOpen(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPasswordCheck is what one Approved: check costs (bcrypt at
+// the stored cost), the figure the rate limit multiplies.
+func BenchmarkPasswordCheck(b *testing.B) {
+	h, err := HashPassword("s3cret")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		checker.mu.Lock()
+		checker.tokens, checker.last = checkBurst, time.Time{}
+		checker.mu.Unlock()
+		if ok, err := CheckPassword(h, "guess"); ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+}
