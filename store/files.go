@@ -85,3 +85,40 @@ func (p filePerm) fix(path string) error {
 	}
 	return nil
 }
+
+// checkWritable names the owner of a database file this process may not
+// write, rather than letting SQLite fail later with "unable to open
+// database file" or "attempt to write a readonly database". Only a
+// permission refusal counts: a read-only mount or an immutable file is
+// a fault the store rides out (see reopenWriter).
+func checkWritable(path string) error {
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		f, err := os.OpenFile(name, os.O_RDWR, 0)
+		if err == nil {
+			f.Close()
+			continue
+		}
+		if !errors.Is(err, syscall.EACCES) {
+			continue
+		}
+		owner, mode := "someone else", ""
+		if fi, serr := os.Stat(name); serr == nil {
+			mode = fmt.Sprintf(" (mode %v)", fi.Mode().Perm())
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				owner = userName(int(st.Uid))
+			}
+		}
+		return fmt.Errorf("%s belongs to %s%s and this process, running as %s, may not write it: "+
+			"run postlist as %s (sudo -u %s postlist …); a database root made in the daemon's directory "+
+			"goes back to the directory's owner with `sudo postlist check`: %w",
+			name, owner, mode, userName(os.Geteuid()), owner, owner, fs.ErrPermission)
+	}
+	return nil
+}
+
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(uid)
+}

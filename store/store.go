@@ -96,6 +96,9 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if err := perm.create(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	if err := checkWritable(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -111,5 +113,60 @@ func TestRootCLIWorksAsDatabaseOwner(t *testing.T) {
 				owned(filepath.Join(maps, e.Name()), 0o644)
 			}
 		})
+	}
+}
+
+// TestUnwritableDatabaseNamesOwner: a user who may not write the
+// database (one root made in root's directory) is told whose it is and
+// how to run postlist instead, not SQLite's "unable to open database
+// file".
+func TestUnwritableDatabaseNamesOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: makes a database root's and runs postlist as nobody on it")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	base := t.TempDir()
+	if err := os.Chmod(filepath.Dir(base), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The shared build is in a directory only root may enter.
+	b, err := os.ReadFile(testenv.Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "postlist")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(base, "var", "postlist.db")
+	cfg := filepath.Join(base, "postlist.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[database]\npath = %q\n", db)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", cfg, "lists", "create", "test@lists.example.org").CombinedOutput(); err != nil {
+		t.Fatalf("create as root: %v\n%s", err, out)
+	}
+	if err := os.Chmod(filepath.Dir(db), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", cfg, "lists", "ls")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitFailure {
+		t.Fatalf("postlist lists ls as nobody: %v, want exit %d\n%s", err, ExitFailure, out)
+	}
+	for _, want := range []string{db + " belongs to root (mode -rw-------)", "running as " + nobody.Username, "sudo -u root postlist"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message lacks %q:\n%s", want, out)
+		}
 	}
 }
