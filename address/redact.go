@@ -44,6 +44,19 @@ func Redact(addr, delim string) string {
 	return prefix + redactLocal(local, delim) + suffix + rest
 }
 
+// RedactText is Redact for every address and link in a line of text,
+// such as an SMTP reply that names the recipient it refuses.
+func RedactText(text, delim string) string {
+	if !strings.ContainsAny(text, "@/") {
+		return text
+	}
+	return inText.ReplaceAllStringFunc(text, func(a string) string { return Redact(a, delim) })
+}
+
+// inText matches what RedactText looks at: links, and addresses up to
+// the characters that end them in replies and headers.
+var inText = regexp.MustCompile(`[a-z][a-z0-9+.-]*://[^\s<>"]+|[^\s<>"(),;:]+@[^\s<>"(),;:]+`)
+
 // tokenParam matches the token of a one-click link's query.
 var tokenParam = regexp.MustCompile(`([?&;]t=)[^&;#\s>]*`)
 

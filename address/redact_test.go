@@ -46,6 +46,23 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+func TestRedactText(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"550 5.1.1 <test-bounces+dave=example.com=e7mpegjh@lists.example.org>: unknown or forged bounce address",
+			"550 5.1.1 <test-bounces+dave=example.com=…@lists.example.org>: unknown or forged bounce address"},
+		{"550 5.1.1 <test-confirm+48f6b3fd@lists.example.org>: unknown token; also test-confirm+abc@lists.example.org",
+			"550 5.1.1 <test-confirm+…@lists.example.org>: unknown token; also test-confirm+…@lists.example.org"},
+		{"see https://lists.example.org/unsubscribe?a=x&t=SECRET now", "see https://lists.example.org/unsubscribe?a=x&t=… now"},
+		{"250 2.0.0 <alice@example.com> queued as 12", "250 2.0.0 <alice@example.com> queued as 12"},
+		{"no address here", "no address here"},
+	}
+	for _, tc := range tests {
+		if got := RedactText(tc.in, "+"); got != tc.want {
+			t.Errorf("RedactText(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestRedactVERP(t *testing.T) {
 	for in, want := range map[string]string{
 		"alice=example.com=abcdefgh": "alice=example.com=…",

@@ -248,7 +248,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 		}
 	}
 	fields := s.fields(first.rcpt, first.list, verdictOf(first.reply), first.reason)
-	fields = append(fields, zap.String("reply", first.reply.String()), zap.Int64("size", s.size), zap.Int("rcpts", len(s.rcpts)))
+	fields = append(fields, zap.String("reply", address.RedactText(first.reply.String(), "")), zap.Int64("size", s.size), zap.Int("rcpts", len(s.rcpts)))
 	s.srv.log.Info("message decision", fields...)
 	metrics.MilterDecision(metrics.StageMessage, verdictOf(first.reply), first.reason)
 	return respond(first.reply), nil
@@ -346,7 +346,7 @@ func (s *session) fields(rcptTo, list, verdict, reason string) []zap.Field {
 
 func (s *session) logReply(msg, rcptTo, list, reason string, r reply.Reply) {
 	fields := s.fields(rcptTo, list, verdictOf(r), reason)
-	s.srv.log.Info(msg, append(fields, zap.String("reply", r.String()))...)
+	s.srv.log.Info(msg, append(fields, zap.String("reply", address.RedactText(r.String(), "")))...)
 }
 
 func senderForLog(sender string, known bool) string {
