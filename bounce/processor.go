@@ -142,7 +142,7 @@ func (p *Processor) RunOnce(ctx context.Context) (int, error) {
 		}
 		// A row that cannot be scored must not block the ones behind it.
 		p.log.Error("scoring a recorded bounce failed; marking it processed unscored",
-			zap.Int64("bounce_id", b.ID), zap.String("rcpt", b.Address), zap.Error(err))
+			zap.Int64("bounce_id", b.ID), zap.String("rcpt", address.Redact(b.Address, "")), zap.Error(err))
 		if err := p.st.ApplyBounce(ctx, b, b.ReceivedAt, nil); err != nil && !errors.Is(err, store.ErrAlreadyDone) {
 			return 0, err
 		}
@@ -158,7 +158,7 @@ func (p *Processor) wake(queued bool) {
 
 // process handles one bounce message and reports whether mail was queued.
 func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, error) {
-	log := p.log.With(zap.String("list", it.List), zap.Int64("msg_id", it.MessageID), zap.String("rcpt", it.Recipient))
+	log := p.log.With(zap.String("list", it.List), zap.Int64("msg_id", it.MessageID), zap.String("rcpt", address.Redact(it.Recipient, "")))
 	at := p.o.Now()
 	batch := store.BounceBatch{IntakeID: it.ID, At: at}
 	if it.List == "" {
@@ -248,7 +248,7 @@ func (b *bounceMail) verp(ctx context.Context) error {
 		// is still no evidence against anyone.
 		b.batch.Result = "refused: the bounce address's signature is wrong"
 		b.batch.Event, b.batch.Detail = store.EventBounceRefused, "-bounces+"+clip(decorate.OneLine(b.it.Extension), 200)+": bad or missing signature"
-		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(decorate.OneLine(b.it.Extension), 200)))
+		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(decorate.OneLine(address.RedactVERP(b.it.Extension)), 200)))
 		return nil
 	}
 	if len(b.failures) == 0 {

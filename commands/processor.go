@@ -150,7 +150,7 @@ func (p *Processor) RunOnce(ctx context.Context) (int, error) {
 
 // process handles one intake row and reports whether mail was queued.
 func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, error) {
-	log := p.log.With(zap.String("list", it.List), zap.Int64("msg_id", it.MessageID), zap.String("rcpt", it.Recipient))
+	log := p.log.With(zap.String("list", it.List), zap.Int64("msg_id", it.MessageID), zap.String("rcpt", address.Redact(it.Recipient, "")))
 	if it.List == "" {
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, Result: "ignored: the list was removed"})
 	}
@@ -186,7 +186,7 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 	if why := Automatic(m, envSender); why != "" {
 		// No reply and no action: a robot's message is never a request,
 		// and answering it could start a loop.
-		log.Info("command mail ignored: automatic", zap.String("sender", envSender), zap.String("reason", why))
+		log.Info("command mail ignored: automatic", zap.String("sender", address.Redact(envSender, "")), zap.String("reason", why))
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "ignored, no reply: automatic mail (" + why + ")"})
 	}
 	name, sender := Sender(m, envSender)
@@ -196,7 +196,7 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 	if ownAddress(l.Address, sender) {
 		// Our own mail come back (a reply sent to the list, say):
 		// answering it would be talking to ourselves.
-		log.Info("command mail ignored: from the list's own address", zap.String("sender", sender))
+		log.Info("command mail ignored: from the list's own address", zap.String("sender", address.Redact(sender, "")))
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "ignored, no reply: from the list's own address " + sender})
 	}
 	if site, err := p.siteAddress(ctx, sender); err != nil {
@@ -205,10 +205,10 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 		// Another list's address (or any address in a list domain): a
 		// reply would be distributed to that list's members as a post,
 		// and a join would subscribe one list to another.
-		log.Info("command mail ignored: from an address of this site", zap.String("sender", sender))
+		log.Info("command mail ignored: from an address of this site", zap.String("sender", address.Redact(sender, "")))
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "ignored, no reply: from an address of this site " + sender})
 	}
-	s := &session{p: p, log: log.With(zap.String("sender", sender)), l: l, it: it, raw: body, msg: m, sender: sender, name: name, seen: map[string]bool{}}
+	s := &session{p: p, log: log.With(zap.String("sender", address.Redact(sender, ""))), l: l, it: it, raw: body, msg: m, sender: sender, name: name, seen: map[string]bool{}}
 	switch it.Kind {
 	case "join":
 		s.implicit = true
@@ -309,6 +309,6 @@ func (p *Processor) forwardOwnerMail(ctx context.Context, log *zap.Logger, l *st
 	if err != nil {
 		return false, err
 	}
-	log.Info("owner mail forwarded", zap.String("sender", envSender), zap.Int("owners", len(rcpts)))
+	log.Info("owner mail forwarded", zap.String("sender", address.Redact(envSender, "")), zap.Int("owners", len(rcpts)))
 	return true, nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,6 +52,10 @@ type Database struct {
 	// 0 keeps everything. Without it every post to a large list would
 	// add a row per member, forever.
 	Retention Duration `toml:"retention"`
+	// Group, when set, owns the database files with mode 0660, so that
+	// members of the group (an operator's account) may run the CLI;
+	// otherwise the files are 0600, the daemon's user's alone.
+	Group string `toml:"group"`
 }
 
 // MTA holds the Postfix-facing settings, named as in Mailman's [mta].
@@ -307,6 +312,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Database.Path == "" {
 		return bad("must not be empty", "database", "path")
+	}
+	if g := c.Database.Group; g != "" {
+		if _, err := user.LookupGroup(g); err != nil {
+			return bad(fmt.Sprintf("%q: no such group", g), "database", "group")
+		}
 	}
 	if c.MTA.LMTPHost == "" && c.MTA.LMTPListen.IsZero() {
 		return bad("must not be empty", "mta", "lmtp_host")

@@ -43,6 +43,7 @@ func TestParseGood(t *testing.T) {
 [database]
 path = "/var/lib/postlist/postlist.db"
 retention = "12h"
+group = "root"
 
 [mta]
 lmtp_host = "127.0.0.2"
@@ -94,6 +95,7 @@ level = "debug"
 		{"smtp", cfg.SMTPAddr(), "127.0.0.1:10025"},
 		{"retry", cfg.MTA.DeliveryRetryPeriod.D(), 60 * time.Hour},
 		{"retention", cfg.Database.Retention.D(), 12 * time.Hour},
+		{"group", cfg.Database.Group, "root"},
 		{"connect timeout", cfg.MTA.SMTPConnectTimeout.D(), 10 * time.Second},
 		{"command timeout (default)", cfg.MTA.SMTPCommandTimeout.D(), 5 * time.Minute},
 		{"data timeout", cfg.MTA.SMTPDataTimeout.D(), 15 * time.Minute},
@@ -132,6 +134,7 @@ func TestBadConfigs(t *testing.T) {
 		{"listen syntax", "[mta]\nmilter_listen = \"127.0.0.1:8025\"\n", "bad.toml:2: mta.milter_listen: \"127.0.0.1:8025\": want inet:HOST:PORT or unix:/PATH"},
 		{"duration", "[mta]\ndelivery_retry_period = \"soon\"\n", "bad.toml:2: mta.delivery_retry_period: \"soon\": want a duration"},
 		{"retention", "[database]\n\nretention = \"forever\"\n", "bad.toml:3: database.retention: \"forever\": want a duration"},
+		{"unknown group", "[database]\ngroup = \"no-such-group-postlist\"\n", "bad.toml:2: database.group: \"no-such-group-postlist\": no such group"},
 		{"negative retention", "[database]\nretention = \"-12h\"\n", "bad.toml:2: database.retention: \"-12h\": must not be negative"},
 		{"delimiter", "[mta]\n# comment\nverp_delimiter = \"-\"\n", "bad.toml:3: mta.verp_delimiter: \"-\": want one character"},
 		{"log format", "[log]\nformat = \"xml\"\n", "bad.toml:2: log.format: \"xml\": want console or json"},

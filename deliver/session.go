@@ -224,9 +224,9 @@ func (d *Deliverer) logOutcome(r store.Delivery, v verdict, out store.DeliveryOu
 		return
 	}
 	fields := []zap.Field{
-		zap.Int64("msg_id", r.MessageID), zap.String("rcpt", r.Recipient), zap.String("list", r.List),
+		zap.Int64("msg_id", r.MessageID), zap.String("rcpt", address.Redact(r.Recipient, "")), zap.String("list", r.List),
 		zap.Int("smtp_code", v.code), zap.Int("attempt", r.Attempts+1), zap.String("status", out.State),
-		zap.String("reply", out.Reply),
+		zap.String("reply", address.RedactText(out.Reply, "")),
 	}
 	switch out.State {
 	case store.DeliveryDeferred:

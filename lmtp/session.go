@@ -75,7 +75,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Unlock()
 	if n >= s.srv.o.MaxRecipients {
 		r := reply.TooManyRecipients(s.srv.o.MaxRecipients)
-		s.log.Warn("recipient refused", zap.String("rcpt", to), zap.String("sender", from),
+		s.log.Warn("recipient refused", zap.String("rcpt", address.Redact(to, "")), zap.String("sender", address.Redact(from, "")),
 			zap.Int("smtp_code", r.Code), zap.String("reason", r.Text))
 		metrics.LMTPReplies(metrics.StageRcpt, r.Code, 1)
 		return r.SMTPError()
@@ -83,7 +83,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	t, rep := s.srv.o.Resolve(to)
 	if rep == nil && (t.List == "" || t.Kind == "") {
 		// Accepting would only fail at commit, after DATA.
-		s.log.Error("resolver accepted a recipient without a target; answering temporary failure", zap.String("rcpt", to))
+		s.log.Error("resolver accepted a recipient without a target; answering temporary failure", zap.String("rcpt", address.Redact(to, "")))
 		rep = ptr(reply.TempFail())
 	}
 	if rep != nil {
@@ -91,10 +91,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if r.Code < 400 || r.Code > 599 {
 			// A resolver bug must not turn into acceptance or a bounce.
 			s.log.Error("resolver returned a non-error reply; answering temporary failure",
-				zap.String("rcpt", to), zap.Int("smtp_code", r.Code))
+				zap.String("rcpt", address.Redact(to, "")), zap.Int("smtp_code", r.Code))
 			r = reply.TempFail()
 		}
-		s.log.Info("recipient refused", zap.String("rcpt", to), zap.String("sender", from),
+		s.log.Info("recipient refused", zap.String("rcpt", address.Redact(to, "")), zap.String("sender", address.Redact(from, "")),
 			zap.Int("smtp_code", r.Code), zap.String("reason", r.Text))
 		metrics.LMTPReplies(metrics.StageRcpt, r.Code, 1)
 		return r.SMTPError()
@@ -175,7 +175,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 			status.SetStatus(rc.addr, verdict.SMTPError())
 		}
 		metrics.LMTPReplies(metrics.StageData, verdict.Code, len(env.rcpts))
-		s.log.Warn("message refused", zap.String("queue_id", info.QueueID), zap.String("sender", env.from),
+		s.log.Warn("message refused", zap.String("queue_id", info.QueueID), zap.String("sender", address.Redact(env.from, "")),
 			zap.Int("rcpts", len(env.rcpts)), zap.Int("size", len(body)), zap.Int("smtp_code", verdict.Code),
 			zap.String("reason", why), zap.Array("results", outcomes(env.rcpts, verdict, nil)))
 		return reply.TempFail().SMTPError()
@@ -193,7 +193,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 		// Logged before the replies go out (SetStatus sends each at
 		// once), so that whoever reads the 451 finds the reason logged.
 		s.log.Error("message not stored; answered temporary failure", zap.Error(err),
-			zap.String("queue_id", info.QueueID), zap.String("sender", env.from), zap.Int("rcpts", len(env.rcpts)),
+			zap.String("queue_id", info.QueueID), zap.String("sender", address.Redact(env.from, "")), zap.Int("rcpts", len(env.rcpts)),
 			zap.Int("size", size), zap.Int("smtp_code", tf.Code), zap.Array("results", outcomes(env.rcpts, &tf, nil)))
 		metrics.LMTPReplies(metrics.StageData, tf.Code, len(env.rcpts))
 		for _, rc := range env.rcpts {
@@ -216,7 +216,7 @@ func (s *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	}
 	s.log.Info("message queued", zap.String("queue_id", info.QueueID), zap.Int64("msg_id", res.MessageID),
 		zap.String("message_id", info.MessageID), zap.Bool("message_id_added", added),
-		zap.String("sender", env.from), zap.Int("rcpts", len(env.rcpts)), zap.Int("size", size),
+		zap.String("sender", address.Redact(env.from, "")), zap.Int("rcpts", len(env.rcpts)), zap.Int("size", size),
 		zap.Duration("took", time.Since(start)), zap.Array("results", outcomes(env.rcpts, &ok, ids)))
 	return reply.TempFail().SMTPError()
 }
@@ -259,7 +259,7 @@ type outcome struct {
 }
 
 func (o outcome) MarshalLogObject(e zapcore.ObjectEncoder) error {
-	e.AddString("rcpt", o.rcpt)
+	e.AddString("rcpt", address.Redact(o.rcpt, ""))
 	e.AddString("list", o.target.List)
 	e.AddString("kind", string(o.target.Kind))
 	e.AddInt("smtp_code", o.code)

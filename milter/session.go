@@ -251,7 +251,7 @@ func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, er
 		}
 	}
 	fields := s.fields(first.rcpt, first.list, verdictOf(first.reply), first.reason)
-	fields = append(fields, zap.String("reply", first.reply.String()), zap.Int64("size", s.size), zap.Int("rcpts", len(s.rcpts)))
+	fields = append(fields, zap.String("reply", address.RedactText(first.reply.String(), "")), zap.Int64("size", s.size), zap.Int("rcpts", len(s.rcpts)))
 	s.srv.log.Info("message decision", fields...)
 	metrics.MilterDecision(metrics.StageMessage, verdictOf(first.reply), first.reason)
 	return respond(first.reply), nil
@@ -323,7 +323,7 @@ func (s *session) Cleanup(gomilter.Modifier) {}
 // (and the sender retries, rather than getting a bounce).
 func (s *session) recoverTo(resp **gomilter.Response, rcptTo string) {
 	if v := recover(); v != nil {
-		s.srv.log.Error("milter decision failed", zap.String("rcpt", rcptTo), zap.String("queue_id", s.queueID),
+		s.srv.log.Error("milter decision failed", zap.String("rcpt", address.Redact(rcptTo, "")), zap.String("queue_id", s.queueID),
 			zap.String("reason", ReasonPanic), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 		if rcptTo != "" {
 			metrics.MilterDecision(metrics.StageRcpt, VerdictTempFail, ReasonPanic)
@@ -339,8 +339,8 @@ func (s *session) fields(rcptTo, list, verdict, reason string) []zap.Field {
 	if s.queueID != "" {
 		f = append(f, zap.String("queue_id", s.queueID))
 	}
-	f = append(f, zap.String("client", s.client), zap.String("sender", senderForLog(s.sender, s.senderKnown)),
-		zap.String("rcpt", rcptTo))
+	f = append(f, zap.String("client", s.client), zap.String("sender", address.Redact(senderForLog(s.sender, s.senderKnown), "")),
+		zap.String("rcpt", address.Redact(rcptTo, "")))
 	if list != "" {
 		f = append(f, zap.String("list", list))
 	}
@@ -349,7 +349,7 @@ func (s *session) fields(rcptTo, list, verdict, reason string) []zap.Field {
 
 func (s *session) logReply(msg, rcptTo, list, reason string, r reply.Reply) {
 	fields := s.fields(rcptTo, list, verdictOf(r), reason)
-	s.srv.log.Info(msg, append(fields, zap.String("reply", r.String()))...)
+	s.srv.log.Info(msg, append(fields, zap.String("reply", address.RedactText(r.String(), "")))...)
 }
 
 func senderForLog(sender string, known bool) string {

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -12,6 +10,7 @@ import (
 	"strings"
 
 	"postlist/decorate"
+	"postlist/store"
 )
 
 // approval is the outcome of looking for the moderator password.
@@ -128,12 +127,11 @@ func findApproval(msg []byte, m *decorate.Message, password string) approval {
 	return a
 }
 
-// passwordEqual compares in constant time; hashing first hides the
-// length of the password too.
-func passwordEqual(given, password string) bool {
-	g := sha256.Sum256([]byte(strings.TrimSpace(given)))
-	p := sha256.Sum256([]byte(password))
-	return hmac.Equal(g[:], p[:])
+// passwordEqual checks given against the list's stored bcrypt hash;
+// store.CheckPassword bounds how often a stranger can make it hash.
+func passwordEqual(given, hash string) bool {
+	ok, _ := store.CheckPassword(hash, strings.TrimSpace(given))
+	return ok
 }
 
 // textPart locates the body of a text/* entity in the message bytes.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"postlist/decorate"
+	"postlist/store"
 )
 
 func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
@@ -94,7 +95,14 @@ func TestCheckApproval(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := []byte(crlf(tc.msg))
-			a := checkApproval(msg, decorate.Parse(msg), tc.password)
+			hash := ""
+			if tc.password != "" {
+				var err error
+				if hash, err = store.HashPassword(tc.password); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := checkApproval(msg, decorate.Parse(msg), hash)
 			if a.Valid != tc.valid || a.Where != tc.where {
 				t.Errorf("valid %v where %q, want %v %q", a.Valid, a.Where, tc.valid, tc.where)
 			}
@@ -109,6 +117,10 @@ func TestCheckApproval(t *testing.T) {
 }
 
 func TestPasswordEqual(t *testing.T) {
+	hash, err := store.HashPassword("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		given, pw string
 		want      bool
@@ -118,8 +130,13 @@ func TestPasswordEqual(t *testing.T) {
 		{"Secret", "secret", false},
 		{"secre", "secret", false},
 		{"", "secret", false},
+		{"secret", "", false},
 	} {
-		if got := passwordEqual(tc.given, tc.pw); got != tc.want {
+		stored := ""
+		if tc.pw != "" {
+			stored = hash
+		}
+		if got := passwordEqual(tc.given, stored); got != tc.want {
 			t.Errorf("passwordEqual(%q, %q) = %v", tc.given, tc.pw, got)
 		}
 	}

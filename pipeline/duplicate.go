@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/address"
 	"postlist/commands"
 	"postlist/decorate"
 	"postlist/store"
@@ -29,7 +30,7 @@ func (p *Pipeline) discardDuplicate(ctx context.Context, l *store.List, it store
 		return err
 	}
 	p.log.Info("post decided",
-		zap.String("list", l.Address), zap.Int64("msg_id", it.MessageID), zap.String("sender", sender),
+		zap.String("list", l.Address), zap.Int64("msg_id", it.MessageID), zap.String("sender", address.Redact(sender, "")),
 		zap.String("rule", ruleDuplicate), zap.String("action", store.ActionDiscard), zap.String("reason", reason))
 	return nil
 }

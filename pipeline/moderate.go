@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/address"
 	"postlist/decorate"
 	"postlist/store"
 )
@@ -125,7 +126,7 @@ func (p *Pipeline) ConfirmHeld(ctx context.Context, heldID int64, reply []byte, 
 func (p *Pipeline) logDecision(h store.Held, action, by, reason string, extra ...zap.Field) {
 	fields := append([]zap.Field{
 		zap.String("list", h.List), zap.Int64("msg_id", h.MessageID), zap.Int64("held_id", h.ID),
-		zap.String("sender", h.Sender), zap.String("rule", "moderator"), zap.String("action", action),
+		zap.String("sender", address.Redact(h.Sender, "")), zap.String("rule", "moderator"), zap.String("action", action),
 		zap.String("reason", reason), zap.String("by", by),
 	}, extra...)
 	p.log.Info("held message decided", fields...)

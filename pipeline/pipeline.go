@@ -261,7 +261,7 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 		return err
 	}
 	p.log.Info("post decided",
-		zap.String("list", l.Address), zap.Int64("msg_id", res.MessageID), zap.String("sender", f.Poster),
+		zap.String("list", l.Address), zap.Int64("msg_id", res.MessageID), zap.String("sender", address.Redact(f.Poster, "")),
 		zap.String("rule", v.Rule), zap.String("action", v.Action), zap.String("reason", v.Reason),
 		zap.Int("deliveries", res.Deliveries), zap.Int64("held_id", res.HeldID), zap.Int("notices", res.Notices))
 	if res.Deliveries > 0 || res.Notices > 0 {

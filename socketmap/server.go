@@ -44,6 +44,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"postlist/address"
 	"postlist/index"
 	"postlist/metrics"
 )
@@ -347,7 +348,7 @@ func (s *Server) answer(log *zap.Logger, req []byte) []byte {
 		log.Warn("socketmap lookup refused (a Postfix configuration error; logged once a minute)",
 			zap.String("map", clip(name)), zap.String("reason", value))
 	} else if ce := log.Check(zap.DebugLevel, "socketmap lookup"); ce != nil {
-		ce.Write(zap.String("map", mapName), zap.String("key", clip(key)), zap.String("result", status), zap.String("value", value))
+		ce.Write(zap.String("map", mapName), zap.String("key", clip(address.Redact(key, ""))), zap.String("result", status), zap.String("value", value))
 	}
 	return []byte(status + " " + value)
 }

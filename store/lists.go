@@ -387,8 +387,12 @@ func (s *Store) SetListSetting(ctx context.Context, address, key, value string) 
 	if err != nil {
 		return err
 	}
-	if st.Kind == KindString && st.Name == "moderator_password" && value == "" {
-		v = nil
+	if st.Name == "moderator_password" {
+		if value == "" {
+			v = nil
+		} else if v, err = HashPassword(value); err != nil {
+			return fmt.Errorf("set %s on %s: %w", key, address, err)
+		}
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		// The column name comes from the registry above, never from input.

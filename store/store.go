@@ -79,10 +79,32 @@ type Store struct {
 // up to date. A database written by a newer postlist is refused rather than
 // guessed at.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// Options are the settings of OpenWith.
+type Options struct {
+	// Group, when set, is the group of the database files, which are
+	// then mode 0660 ([database] group); otherwise they are 0600.
+	Group string
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", path, err)
 		}
+	}
+	perm, err := o.files()
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := perm.create(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := checkWritable(path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -109,6 +131,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxOpenConns(4)
 	s := &Store{path: path, w: w, r: r, Now: time.Now}
 	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := s.hashClearPasswords(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// The -wal and -shm files exist now; SQLite gives them the main
+	// file's mode, but ones left by an older postlist may be 0644.
+	if err := perm.fix(path); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}

@@ -37,6 +37,7 @@ type Option func(*settings)
 // no configuration key.
 type settings struct {
 	store    *store.Store
+	open     func(context.Context, *config.Config) (*store.Store, error)
 	hostname string
 	now      func() time.Time
 	tuning   Tuning
@@ -61,6 +62,13 @@ type Tuning struct {
 // WithStore makes the System use an open store instead of opening
 // [database] path; System.Close then leaves it open.
 func WithStore(st *store.Store) Option { return func(s *settings) { s.store = st } }
+
+// WithOpener makes Build open the store with open instead of
+// store.OpenWith; System.Close closes it. The command line opens through
+// it so that a root invocation works as the database's owner.
+func WithOpener(open func(context.Context, *config.Config) (*store.Store, error)) Option {
+	return func(s *settings) { s.open = open }
+}
 
 // WithHostname sets the deliverer's EHLO name (the host name by default).
 func WithHostname(h string) Option { return func(s *settings) { s.hostname = h } }
@@ -115,7 +123,13 @@ func Build(ctx context.Context, cfg *config.Config, log *zap.Logger, opts ...Opt
 	}
 	sys := &System{Store: set.store}
 	if sys.Store == nil {
-		st, err := store.Open(ctx, cfg.Database.Path)
+		open := set.open
+		if open == nil {
+			open = func(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+				return store.OpenWith(ctx, cfg.Database.Path, store.Options{Group: cfg.Database.Group})
+			}
+		}
+		st, err := open(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -40,7 +40,7 @@ func (a *app) checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := store.Open(cmd.Context(), cfg.Database.Path)
+			st, err := a.openStore(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

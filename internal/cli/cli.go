@@ -107,7 +107,7 @@ func (a *app) open(ctx context.Context) (*config.Config, *store.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, cfg.Database.Path)
+	st, err := a.openStore(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,7 +137,7 @@ func (a *app) system(ctx context.Context) (*wire.System, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wire.Build(ctx, cfg, zap.NewNop())
+	return wire.Build(ctx, cfg, zap.NewNop(), wire.WithOpener(a.openStore))
 }
 
 // withSystem runs fn with a System (see system) and closes its store.

@@ -195,15 +195,22 @@ func (a *app) listsCmd() *cobra.Command {
 	set := &cobra.Command{
 		Use:   "set LIST KEY VALUE",
 		Short: "change a list setting (Mailman 3 names: default_nonmember_action, subject_prefix, emergency, …)",
-		Long:  "Change a list setting. Settings:\n" + settingsHelp(),
-		Args:  exactArgs(3),
+		Long: "Change a list setting. A VALUE of - for a secret setting (moderator_password) reads it from\n" +
+			"standard input, one line, so that it does not show in ps or the shell history. Settings:\n" + settingsHelp(),
+		Args: exactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := listAddress(args[0])
 			if err != nil {
 				return err
 			}
+			value := args[2]
+			if s, ok := findSetting(args[1]); ok && s.Secret && value == "-" {
+				if value, err = a.readSecret(s.Name); err != nil {
+					return err
+				}
+			}
 			return a.withStore(cmd, func(ctx context.Context, _ *config.Config, st *store.Store) error {
-				return st.SetListSetting(ctx, addr, args[1], args[2])
+				return st.SetListSetting(ctx, addr, args[1], value)
 			})
 		},
 	}
@@ -226,6 +233,14 @@ func publicList(l *store.List) *store.List {
 }
 
 func showValue(s store.Setting, v string) string {
+	if s.Secret {
+		// Only whether it is set: the stored form is a hash, and even
+		// that is not for printing.
+		if v == "" {
+			return "(not set)"
+		}
+		return "set"
+	}
 	switch s.Kind {
 	case store.KindBool:
 		if v == "1" {

@@ -40,7 +40,7 @@ func (a *app) purgeCmd() *cobra.Command {
 				return usageError{errors.New("[database] retention is 0, which keeps everything; give --older-than DURATION (e.g. 30d) to purge anyway")}
 			}
 			ctx := cmd.Context()
-			st, err := store.Open(ctx, cfg.Database.Path)
+			st, err := a.openStore(ctx, cfg)
 			if err != nil {
 				return err
 			}
