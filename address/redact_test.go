@@ -3,11 +3,12 @@ package address
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedact(t *testing.T) {
 	signer := VERPSigner{Key: []byte("k")}
-	signed := signer.VERP("test@lists.example.org", "alice@example.com", "+")
+	signed := signer.VERP("test@lists.example.org", "alice@example.com", "+", time.Now())
 	tests := []struct {
 		name, in, delim, want string
 	}{
