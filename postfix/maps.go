@@ -1,10 +1,14 @@
 // Package postfix writes the lookup tables Postfix needs to route list mail
 // to postlist: postfix_lmtp (a transport map, also usable as
 // relay_recipient_maps so Postfix itself refuses unknown list addresses
-// even without the milter) and postfix_domains (relay_domains).
-//
-// The file names and layout follow Mailman 3's, so a site moving from
-// Mailman keeps its main.cf lines unchanged.
+// even without the milter) and postfix_domains (relay_domains), in
+// Mailman 3's names and layout, so a site moving from Mailman keeps its
+// main.cf lines unchanged; and two maps of postlist's own, keyed by list
+// domain (alias domains included): postfix_policy, a check_recipient_access
+// table naming the postlist_rcpt restriction class, so that Postfix asks
+// postlist's policy service about list domains and no other, and
+// postfix_transport, a domain-level transport map, so that a list created
+// in an existing domain is routed before any map is rewritten.
 package postfix
 
 import (
@@ -179,7 +183,50 @@ func (m Maps) DomainsMap() []byte {
 	return []byte(b.String())
 }
 
-// Write writes both maps into dir atomically (write, fsync, rename) and
+// PolicyClass is the restriction class postfix_policy names; main.cf
+// defines it (smtpd_restriction_classes) as postlist's policy check.
+const PolicyClass = "postlist_rcpt"
+
+// domainKeys returns every list domain and alias domain, sorted, as keys
+// of a map looked up with full addresses: a hash map's domain key matches
+// every address in the domain, a regex key must say so.
+func (m Maps) domainKeys() []string {
+	names := make([]string, 0, len(m.Domains))
+	for _, d := range m.Domains {
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	if m.FileType == "regex" {
+		for i, n := range names {
+			names[i] = "/@" + regexp.QuoteMeta(n) + "$/"
+		}
+	}
+	return names
+}
+
+// PolicyMap renders postfix_policy: every list domain selects PolicyClass.
+func (m Maps) PolicyMap() []byte {
+	var b strings.Builder
+	b.WriteString(header(m.Now, true))
+	for _, k := range m.domainKeys() {
+		fmt.Fprintf(&b, "%s %s\n", k, PolicyClass)
+	}
+	return []byte(b.String())
+}
+
+// TransportMap renders postfix_transport: every list domain goes to the
+// LMTP server. Unknown addresses never get that far: relay_recipient_maps
+// refuses them at RCPT.
+func (m Maps) TransportMap() []byte {
+	var b strings.Builder
+	b.WriteString(header(m.Now, true))
+	for _, k := range m.domainKeys() {
+		fmt.Fprintf(&b, "%s %s\n", k, m.Transport)
+	}
+	return []byte(b.String())
+}
+
+// Write writes the maps into dir atomically (write, fsync, rename) and
 // runs postmap on them unless the type is regex. Postfix never sees a
 // half-written map.
 func (m Maps) Write(ctx context.Context, dir, postmap string) ([]string, error) {
@@ -187,8 +234,10 @@ func (m Maps) Write(ctx context.Context, dir, postmap string) ([]string, error) 
 		return nil, fmt.Errorf("map dir %s: %w", dir, err)
 	}
 	files := map[string][]byte{
-		filepath.Join(dir, "postfix_lmtp"):    m.LMTPMap(),
-		filepath.Join(dir, "postfix_domains"): m.DomainsMap(),
+		filepath.Join(dir, "postfix_lmtp"):      m.LMTPMap(),
+		filepath.Join(dir, "postfix_domains"):   m.DomainsMap(),
+		filepath.Join(dir, "postfix_policy"):    m.PolicyMap(),
+		filepath.Join(dir, "postfix_transport"): m.TransportMap(),
 	}
 	var written []string
 	for path, data := range files {
