@@ -64,6 +64,16 @@ type PostfixOptions struct {
 	// ExtraMain holds further main.cf settings. A setting the harness
 	// generates itself is replaced, not duplicated.
 	ExtraMain map[string]string
+
+	// MainCF is main.cf text in Postfix's own syntax (comments,
+	// continuation lines), such as contrib/postfix/main.cf with its ports
+	// and paths adapted: each setting replaces the harness's, so that
+	// the instance runs the hookup exactly as the text says. ExtraMain is
+	// applied after it.
+	MainCF string
+	// MasterCF is appended to master.cf, e.g. contrib/postfix/master.cf
+	// with its port adapted.
+	MasterCF string
 }
 
 // Postfix is a running private Postfix instance. It is stopped, and its

@@ -1,0 +1,172 @@
+package daemon_test
+
+// The Postfix hookup as contrib/postfix documents it: main.cf and
+// master.cf are read from the repository and applied to a private Postfix
+// with only ports and paths changed. Only list mail may depend on
+// postlist: with postlist stopped or hung, a list recipient gets a 4xx
+// and mail for any other domain is accepted as if postlist did not exist.
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"postlist/internal/testenv"
+)
+
+const closedList = "closed@" + listDomain
+
+type hookupStack struct {
+	pl *testenv.Postlist
+	pf *testenv.Postfix
+}
+
+// startHookup configures postlist (not started), generates its maps and
+// starts Postfix with the contrib snippets.
+func startHookup(t *testing.T) hookupStack {
+	t.Helper()
+	pl := testenv.NewPostlist(t)
+	base := t.TempDir()
+	// Postfix's daemons read the maps: the directory must be reachable
+	// by its user (t.TempDir makes the parent private).
+	if err := os.Chmod(filepath.Dir(base), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mapDir := filepath.Join(base, "data")
+	// postmap reads a main.cf; this one keeps the machine's out of it.
+	postmapCF := filepath.Join(base, "postmap")
+	if err := os.Mkdir(postmapCF, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(postmapCF, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reinject := testenv.FreeAddr(t)
+	extra := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + postmapPath(t) + " -c " + postmapCF + "\"\n"
+	pl.Configure(reinject, extra, list, closedList)
+	pl.CLI("members", "add", list, "alice@example.com", "bob@example.com")
+	pl.CLI("members", "add", closedList, "alice@example.com")
+	pl.CLI("lists", "set", closedList, "default_nonmember_action", "reject")
+	pl.CLI("genaliases")
+
+	files, err := testenv.Hookup(mapDir, pl.Policy, reinject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MainCF: files.MainCF, MasterCF: files.MasterCF})
+	return hookupStack{pl: pl, pf: pf}
+}
+
+func sendSlow(t *testing.T, pf *testenv.Postfix, from string, to []string, msg []byte) (testenv.SendResult, time.Duration) {
+	t.Helper()
+	begin := time.Now()
+	res := testenv.SendMailWith(t, pf.SMTPAddr, testenv.SendOptions{Timeout: 90 * time.Second}, from, to, msg)
+	return res, time.Since(begin)
+}
+
+// assertOnlyListMailWaits: a non-list recipient is accepted and relayed,
+// a list post gets a 4xx, an unknown list address is still refused by
+// Postfix's own relay_recipient_maps.
+func assertOnlyListMailWaits(t *testing.T, s hookupStack, subject string) {
+	t.Helper()
+	msg := []byte("From: alice@example.com\r\nTo: someone@example.net\r\nSubject: " + subject + "\r\n\r\nnot for a list\r\n")
+	res, took := sendSlow(t, s.pf, "alice@example.com", []string{"someone@example.net"}, msg)
+	if res.Rcpt[0].Code != 250 || res.Data.Code != 250 {
+		t.Errorf("non-list mail: rcpt %v, data %v; want 250 as without postlist", res.Rcpt[0], res.Data)
+	}
+	t.Logf("non-list mail: %v in %v", res.Data, took.Round(time.Millisecond))
+	waitCopies(t, s.pf.Sink, subject, 1, 60*time.Second)
+
+	res, took = sendSlow(t, s.pf, "alice@example.com", []string{list}, post("alice@example.com", subject+" list"))
+	r := res.Rcpt[0]
+	if r.Code < 400 || r.Code >= 500 {
+		t.Errorf("list post: %v, want a 4xx", r)
+	}
+	t.Logf("list post: %v in %v", r, took.Round(time.Millisecond))
+
+	res, _ = sendSlow(t, s.pf, "alice@example.com", []string{"nope@" + listDomain}, post("alice@example.com", subject+" nope"))
+	if r := res.Rcpt[0]; r.Code != 550 || r.EnhancedCode != [3]int{5, 1, 1} || !strings.Contains(r.Text, "relay recipient table") {
+		t.Errorf("unknown list address: %v, want Postfix's own 550 5.1.1 from relay_recipient_maps", r)
+	}
+}
+
+func TestPolicyHookupPostlistStopped(t *testing.T) {
+	s := startHookup(t)
+	assertOnlyListMailWaits(t, s, "while stopped")
+}
+
+func TestPolicyHookupPostlistHung(t *testing.T) {
+	s := startHookup(t)
+	// Something holds postlist's port, accepts and never answers.
+	ln, err := net.Listen("tcp", s.pl.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	assertOnlyListMailWaits(t, s, "while hung")
+}
+
+func TestPolicyHookupPostlistRunning(t *testing.T) {
+	s := startHookup(t)
+	s.pl.Start()
+	st := &stack{pl: s.pl, pf: s.pf}
+	send(t, st, "alice@example.com", "policy hookup post")
+	got := waitCopies(t, s.pf.Sink, "policy hookup post", 2, 60*time.Second)
+	for _, m := range []string{"alice@example.com", "bob@example.com"} {
+		if _, ok := got[m]; !ok {
+			t.Errorf("no copy for member %s: %v", m, got)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, from, rcpt string
+		code             int
+		enhanced         [3]int
+		text             string
+	}{
+		{"unknown list address", "alice@example.com", "nope@" + listDomain, 550, [3]int{5, 1, 1}, "relay recipient table"},
+		{"forged VERP address", "", "test-bounces+mallory=example.com@" + listDomain, 550, [3]int{5, 1, 1}, "unknown or forged bounce address"},
+		{"non-member on a reject list", "mallory@example.net", closedList, 550, [3]int{5, 7, 1}, "only members may post"},
+		{"member on a reject list", "alice@example.com", closedList, 250, [3]int{2, 1, 5}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := testenv.SendMail(t, s.pf.SMTPAddr, tc.from, []string{tc.rcpt}, post(tc.from, "policy "+tc.name))
+			r := res.Rcpt[0]
+			if r.Code != tc.code || r.EnhancedCode != tc.enhanced || !strings.Contains(r.Text, tc.text) {
+				t.Errorf("%v, want %d %v ...%s...", r, tc.code, tc.enhanced, tc.text)
+			}
+			t.Logf("%s: %v", tc.rcpt, r)
+		})
+	}
+	// relay_recipient_maps refused it before the policy class ran.
+	if strings.Contains(s.pl.Log(), "nope@"+listDomain) {
+		t.Errorf("the policy service was asked about an address Postfix should have refused first")
+	}
+	if !strings.Contains(s.pl.Log(), `"logger":"policy"`) || !strings.Contains(s.pl.Log(), `"reason":"nonmember"`) {
+		t.Errorf("no policy decision in postlist's log:\n%s", s.pl.LogTail())
+	}
+}
