@@ -57,7 +57,13 @@ func startHookup(t *testing.T) hookupStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MainCF: files.MainCF, MasterCF: files.MasterCF})
+	// postmaster@ of the list domain, as docs/postfix.md shows it.
+	aliases := filepath.Join(base, "virtual")
+	if err := os.WriteFile(aliases, []byte("postmaster@"+listDomain+" postmaster@example.net\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MainCF: files.MainCF, MasterCF: files.MasterCF,
+		ExtraMain: map[string]string{"virtual_alias_maps": "texthash:" + aliases}})
 	return hookupStack{pl: pl, pf: pf}
 }
 
@@ -87,6 +93,16 @@ func assertOnlyListMailWaits(t *testing.T, s hookupStack, subject string) {
 		t.Errorf("list post: %v, want a 4xx", r)
 	}
 	t.Logf("list post: %v in %v", r, took.Round(time.Millisecond))
+
+	// postmaster@ of a list domain never depends on postlist.
+	pm := []byte("From: alice@example.com\r\nTo: postmaster@" + listDomain + "\r\nSubject: " + subject + " postmaster\r\n\r\nhello\r\n")
+	res, _ = sendSlow(t, s.pf, "alice@example.com", []string{"postmaster@" + listDomain}, pm)
+	if res.Rcpt[0].Code != 250 || res.Data.Code != 250 {
+		t.Errorf("postmaster@%s: rcpt %v, data %v; want 250", listDomain, res.Rcpt[0], res.Data)
+	}
+	if got := waitCopies(t, s.pf.Sink, subject+" postmaster", 1, 60*time.Second); got["postmaster@example.net"].Data == nil {
+		t.Errorf("postmaster@%s not delivered through the alias: %v", listDomain, got)
+	}
 
 	res, _ = sendSlow(t, s.pf, "alice@example.com", []string{"nope@" + listDomain}, post("alice@example.com", subject+" nope"))
 	if r := res.Rcpt[0]; r.Code != 550 || r.EnhancedCode != [3]int{5, 1, 1} || !strings.Contains(r.Text, "relay recipient table") {

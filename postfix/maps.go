@@ -191,11 +191,7 @@ const PolicyClass = "postlist_rcpt"
 // of a map looked up with full addresses: a hash map's domain key matches
 // every address in the domain, a regex key must say so.
 func (m Maps) domainKeys() []string {
-	names := make([]string, 0, len(m.Domains))
-	for _, d := range m.Domains {
-		names = append(names, d.Name)
-	}
-	sort.Strings(names)
+	names := m.domainNames()
 	if m.FileType == "regex" {
 		for i, n := range names {
 			names[i] = "/@" + regexp.QuoteMeta(n) + "$/"
@@ -204,12 +200,32 @@ func (m Maps) domainKeys() []string {
 	return names
 }
 
-// PolicyMap renders postfix_policy: every list domain selects PolicyClass.
+// domainNames returns every list domain and alias domain, sorted.
+func (m Maps) domainNames() []string {
+	names := make([]string, 0, len(m.Domains))
+	for _, d := range m.Domains {
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// PolicyMap renders postfix_policy: every list domain selects PolicyClass,
+// except its postmaster@ address, which is left to the rest of Postfix's
+// restrictions (DUNNO also stops Postfix from trying the domain key): no
+// list is called postmaster, and a site that routes postmaster@ for its
+// list domains elsewhere (virtual_alias_maps) must not have it refused
+// by postlist. Without such an alias, relay_recipient_maps refuses it.
 func (m Maps) PolicyMap() []byte {
 	var b strings.Builder
 	b.WriteString(header(m.Now, true))
-	for _, k := range m.domainKeys() {
-		fmt.Fprintf(&b, "%s %s\n", k, PolicyClass)
+	keys := m.domainKeys()
+	for i, d := range m.domainNames() {
+		pm := "postmaster@" + d
+		if m.FileType == "regex" {
+			pm = "/^" + regexp.QuoteMeta(pm) + "$/"
+		}
+		fmt.Fprintf(&b, "%s DUNNO\n%s %s\n", pm, keys[i], PolicyClass)
 	}
 	return []byte(b.String())
 }

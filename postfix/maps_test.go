@@ -107,6 +107,7 @@ func TestWriteRunsPostmap(t *testing.T) {
 		{"postfix_policy", "x.example.org", PolicyClass},
 		{"postfix_policy", "example.com", PolicyClass},
 		{"postfix_policy", "example.net", ""},
+		{"postfix_policy", "postmaster@x.example.org", "DUNNO"},
 		{"postfix_transport", "x.example.org", "lmtp:[127.0.0.1]:9024"},
 		{"postfix_transport", "example.net", ""},
 	} {
