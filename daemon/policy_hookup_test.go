@@ -28,6 +28,10 @@ type hookupStack struct {
 // startHookup configures postlist (not started), generates its maps and
 // starts Postfix with the contrib snippets.
 func startHookup(t *testing.T) hookupStack {
+	return startHookupWith(t, nil)
+}
+
+func startHookupWith(t *testing.T, extraMain map[string]string) hookupStack {
 	t.Helper()
 	pl := testenv.NewPostlist(t)
 	base := t.TempDir()
@@ -46,8 +50,8 @@ func startHookup(t *testing.T) hookupStack {
 		t.Fatal(err)
 	}
 	reinject := testenv.FreeAddr(t)
-	extra := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + postmapPath(t) + " -c " + postmapCF + "\"\n"
-	pl.Configure(reinject, extra, list, closedList)
+	cfg := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + postmapPath(t) + " -c " + postmapCF + "\"\n"
+	pl.Configure(reinject, cfg, list, closedList)
 	pl.CLI("members", "add", list, "alice@example.com", "bob@example.com")
 	pl.CLI("members", "add", closedList, "alice@example.com")
 	pl.CLI("lists", "set", closedList, "default_nonmember_action", "reject")
@@ -62,8 +66,11 @@ func startHookup(t *testing.T) hookupStack {
 	if err := os.WriteFile(aliases, []byte("postmaster@"+listDomain+" postmaster@example.net\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MainCF: files.MainCF, MasterCF: files.MasterCF,
-		ExtraMain: map[string]string{"virtual_alias_maps": "texthash:" + aliases}})
+	extra := map[string]string{"virtual_alias_maps": "texthash:" + aliases}
+	for k, v := range extraMain {
+		extra[k] = v
+	}
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MainCF: files.MainCF, MasterCF: files.MasterCF, ExtraMain: extra})
 	return hookupStack{pl: pl, pf: pf}
 }
 
@@ -144,6 +151,19 @@ func TestPolicyHookupPostlistHung(t *testing.T) {
 		mu.Unlock()
 	})
 	assertOnlyListMailWaits(t, s, "while hung")
+}
+
+// TestMilterAddonAbsentIsHarmless: the optional milter as docs/milter.md
+// adds it, with a per-milter default_action=accept; with postlist stopped
+// the policy hookup alone decides, as if the milter were not configured.
+func TestMilterAddonAbsentIsHarmless(t *testing.T) {
+	s := startHookupWith(t, map[string]string{
+		"smtpd_milters": "{ inet:" + testenv.FreeAddr(t) + ", default_action=accept }",
+	})
+	assertOnlyListMailWaits(t, s, "milter add-on absent")
+	if !strings.Contains(s.pf.Log(), "connect to Milter service") {
+		t.Errorf("Postfix never tried the milter; is smtpd_milters in effect?")
+	}
 }
 
 func TestPolicyHookupPostlistRunning(t *testing.T) {

@@ -7,7 +7,7 @@
 // spreads over both; the ratio is taken per round and its median printed.
 // The floor is 0.98: non-list mail must not pay for the lists.
 //
-//	go run ./bench/hookup [-msgs 600] [-rounds 5] [-conc 20]
+//	go run ./bench/hookup [-msgs 600] [-rounds 9] [-conc 20]
 //
 // Accepted mail is discarded by Postfix itself (default_transport =
 // discard), so delivery costs nothing in either setup. It needs root and
@@ -41,7 +41,7 @@ const (
 
 var (
 	msgs   = flag.Int("msgs", 600, "messages per measured run")
-	rounds = flag.Int("rounds", 5, "measured runs per setup (the median is reported)")
+	rounds = flag.Int("rounds", 9, "measured runs per setup (the median is reported)")
 	conc   = flag.Int("conc", 20, "concurrent SMTP clients")
 )
 
