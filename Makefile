@@ -31,6 +31,7 @@ bench: build test-deps
 	$(GO) run ./bench/lmtp
 	$(GO) run ./bench/deliver
 	$(GO) run ./bench/flow
+	$(GO) run ./bench/hookup
 	$(GO) test ./milter -run '^$$' -bench 'RcptDecision|RcptRoundTrip|IndexMemory' -benchtime 2s
 	$(GO) test ./index -run '^$$' -bench Reload -benchtime 3x
 	$(GO) test ./milter -run '^$$' -bench PostfixAcceptRate -benchtime 1x -timeout 10m
