@@ -12,7 +12,7 @@ func TestParseMainCF(t *testing.T) {
 		err      string
 	}{
 		{name: "settings, comments, continuations",
-			in: "# c\na = 1\n\nb =\n    x,\n\ty { z }\n  # indented comment\nc=3\n",
+			in:   "# c\na = 1\n\nb =\n    x,\n\ty { z }\n  # indented comment\nc=3\n",
 			want: []mainParam{{"a", "1"}, {"b", "x, y { z }"}, {"c", "3"}}},
 		{name: "empty", in: "", want: nil},
 		{name: "continuation first", in: "  x = 1\n", err: "line 1: continuation line before any setting"},
