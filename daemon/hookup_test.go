@@ -136,7 +136,7 @@ func TestGeneratedMapsRoute(t *testing.T) {
 	// Postfix's unprivileged daemons read the maps: the directory must be
 	// reachable by its user (t.TempDir makes it private).
 	mapDir := filepath.Join(t.TempDir(), "data")
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapPath(t))
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapCommand(t))
 	// Postfix opens its maps at start, so they are generated first; the
 	// daemon's outgoing address is only known once Postfix runs, and the
 	// second Configure sets it (the database and the maps stay).

@@ -41,16 +41,8 @@ func startHookupWith(t *testing.T, extraMain map[string]string) hookupStack {
 		t.Fatal(err)
 	}
 	mapDir := filepath.Join(base, "data")
-	// postmap reads a main.cf; this one keeps the machine's out of it.
-	postmapCF := filepath.Join(base, "postmap")
-	if err := os.Mkdir(postmapCF, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(postmapCF, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	reinject := testenv.FreeAddr(t)
-	cfg := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + postmapPath(t) + " -c " + postmapCF + "\"\n"
+	cfg := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + postmapCommand(t) + "\"\n"
 	pl.Configure(reinject, cfg, list, closedList)
 	pl.CLI("members", "add", list, "alice@example.com", "bob@example.com")
 	pl.CLI("members", "add", closedList, "alice@example.com")
@@ -72,6 +64,17 @@ func startHookupWith(t *testing.T, extraMain map[string]string) hookupStack {
 	}
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MainCF: files.MainCF, MasterCF: files.MasterCF, ExtraMain: extra})
 	return hookupStack{pl: pl, pf: pf}
+}
+
+// postmapCommand is postmap with a main.cf of its own: postmap reads
+// one, and the machine's (if there is one) is none of a test's business.
+func postmapCommand(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return postmapPath(t) + " -c " + dir
 }
 
 func sendSlow(t *testing.T, pf *testenv.Postfix, from string, to []string, msg []byte) (testenv.SendResult, time.Duration) {
