@@ -679,6 +679,10 @@ func (p *Postfix) stop() error {
 	return fmt.Errorf("processes of group %d survive SIGKILL", pid)
 }
 
+// MasterPID is the pid of the instance's master, which leads the process
+// group of all its daemons (benchmarks read their CPU time from it).
+func (p *Postfix) MasterPID() (int, bool) { return p.masterPID() }
+
 // masterPID reads the master's pid file, which exists once master runs.
 func (p *Postfix) masterPID() (int, bool) {
 	b, err := os.ReadFile(filepath.Join(p.cfg.spoolDir(), "pid", "master.pid"))
