@@ -31,10 +31,10 @@ bench: build test-deps
 	$(GO) run ./bench/lmtp
 	$(GO) run ./bench/deliver
 	$(GO) run ./bench/flow
-	$(GO) run ./bench/hookup
 	$(GO) test ./milter -run '^$$' -bench 'RcptDecision|RcptRoundTrip|IndexMemory' -benchtime 2s
 	$(GO) test ./index -run '^$$' -bench Reload -benchtime 3x
 	$(GO) test ./milter -run '^$$' -bench PostfixAcceptRate -benchtime 1x -timeout 10m
+	$(GO) run ./bench/hookup
 
 # The long reliability campaigns (50 SIGKILL cycles, 60 s of load, every
 # smart-host fault); make test runs their short variants.

@@ -187,6 +187,8 @@ func run(b *testing.B) error {
 	}
 	rs, parts := ratio(stopped)
 	fmt.Printf("ratio hookup, postlist stopped / none: %.3f [%s]\n", rs, parts)
+	fmt.Printf("Postfix CPU per message, hookup with postlist running / none: %.3f (%.2f / %.2f ms)\n",
+		med(hooked.cpus)/med(plain.cpus), med(hooked.cpus)*1000, med(plain.cpus)*1000)
 	r, parts := ratio(hooked)
 	fmt.Printf("ratio hookup, postlist running / none: %.3f [%s] (floor %.2f)\n", r, parts, floor)
 	if r < floor {
