@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,5 +208,36 @@ func TestPolicyHookupPostlistRunning(t *testing.T) {
 	}
 	if !strings.Contains(s.pl.Log(), `"logger":"policy"`) || !strings.Contains(s.pl.Log(), `"reason":"nonmember"`) {
 		t.Errorf("no policy decision in postlist's log:\n%s", s.pl.LogTail())
+	}
+}
+
+// TestPolicyHookupRestart: a restart closes the connections Postfix's
+// smtpd processes keep to the policy service; the next list recipient
+// must still be decided by the new postlist (Postfix reconnects), not
+// deferred, and never accepted unchecked.
+func TestPolicyHookupRestart(t *testing.T) {
+	s := startHookup(t)
+	s.pl.Start()
+	probe := func(rcpt string) testenv.Reply {
+		res := testenv.SendMail(t, s.pf.SMTPAddr, "mallory@example.net", []string{rcpt}, post("mallory@example.net", "restart probe"))
+		return res.Rcpt[0]
+	}
+	// Several sessions, so that smtpd processes hold policy connections.
+	for range 3 {
+		if r := probe(closedList); r.Code != 550 {
+			t.Fatalf("before the restart: %v, want 550", r)
+		}
+	}
+	s.pl.Signal(syscall.SIGTERM)
+	if r := probe(closedList); r.Code < 400 || r.Code >= 500 {
+		t.Errorf("while postlist is stopped: %v, want a 4xx", r)
+	} else {
+		t.Logf("while stopped: %v", r)
+	}
+	s.pl.Start()
+	for range 3 {
+		if r := probe(closedList); r.Code != 550 || r.EnhancedCode != [3]int{5, 7, 1} {
+			t.Errorf("after the restart: %v, want the policy service's 550 5.7.1", r)
+		}
 	}
 }
