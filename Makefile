@@ -34,6 +34,7 @@ bench: build test-deps
 	$(GO) test ./milter -run '^$$' -bench 'RcptDecision|RcptRoundTrip|IndexMemory' -benchtime 2s
 	$(GO) test ./index -run '^$$' -bench Reload -benchtime 3x
 	$(GO) test ./milter -run '^$$' -bench PostfixAcceptRate -benchtime 1x -timeout 10m
+	$(GO) run ./bench/hookup
 
 # The long reliability campaigns (50 SIGKILL cycles, 60 s of load, every
 # smart-host fault); make test runs their short variants.

@@ -72,6 +72,11 @@ type MTA struct {
 	// world-writable.
 	MilterSocketMode  FileMode `toml:"milter_socket_mode"`
 	MilterSocketGroup string   `toml:"milter_socket_group"`
+	// PolicyListen is the Postfix SMTPD access policy service (package
+	// policy), reached through the postlist_rcpt restriction class for
+	// list domains only. A unix socket gets milter_socket_mode and
+	// milter_socket_group: the same smtpd processes connect to both.
+	PolicyListen Listen `toml:"policy_listen"`
 
 	SMTPHost                 string   `toml:"smtp_host"`
 	SMTPPort                 Port     `toml:"smtp_port"`
@@ -169,6 +174,7 @@ func Default() *Config {
 			LMTPPort:                 8024,
 			MilterListen:             Listen{Network: "tcp", Address: "127.0.0.1:8025"},
 			MilterSocketMode:         0o660,
+			PolicyListen:             Listen{Network: "tcp", Address: "127.0.0.1:8027"},
 			SMTPHost:                 "127.0.0.1",
 			SMTPPort:                 25,
 			SMTPSecureMode:           "smtp",
@@ -326,6 +332,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MTA.MilterListen.IsZero() {
 		return bad("must not be empty", "mta", "milter_listen")
+	}
+	if c.MTA.PolicyListen.IsZero() {
+		return bad("must not be empty", "mta", "policy_listen")
+	}
+	if c.MTA.PolicyListen == c.MTA.MilterListen {
+		return bad(fmt.Sprintf("%s is also milter_listen", c.MTA.PolicyListen), "mta", "policy_listen")
+	}
+	if c.MTA.PolicyListen == c.HTTP.SocketmapListen {
+		return bad(fmt.Sprintf("%s is also [http] socketmap_listen", c.MTA.PolicyListen), "mta", "policy_listen")
 	}
 	if d := c.MTA.VERPDelimiter; len(d) != 1 || strings.ContainsAny(d, "@-=\"\\ \t<>") {
 		return bad(fmt.Sprintf("%q: want one character such as \"+\"", d), "mta", "verp_delimiter")

@@ -20,6 +20,9 @@ func TestDefaultsAreValid(t *testing.T) {
 	if got := cfg.MTA.MilterListen.String(); got != "inet:127.0.0.1:8025" {
 		t.Errorf("milter_listen = %q", got)
 	}
+	if got := cfg.MTA.PolicyListen.String(); got != "inet:127.0.0.1:8027" {
+		t.Errorf("policy_listen = %q", got)
+	}
 	if cfg.Database.Path != "var/postlist.db" {
 		t.Errorf("database path = %q", cfg.Database.Path)
 	}
@@ -132,6 +135,11 @@ func TestBadConfigs(t *testing.T) {
 		{"port range", "[mta]\n\nlmtp_port = 99999\n", "bad.toml:3: mta.lmtp_port: port 99999 out of range 1-65535"},
 		{"port type", "[mta]\nsmtp_port = \"25\"\n", "bad.toml:2: mta.smtp_port: want a port number"},
 		{"listen syntax", "[mta]\nmilter_listen = \"127.0.0.1:8025\"\n", "bad.toml:2: mta.milter_listen: \"127.0.0.1:8025\": want inet:HOST:PORT or unix:/PATH"},
+		{"policy listen syntax", "[mta]\npolicy_listen = \"8027\"\n", "bad.toml:2: mta.policy_listen: \"8027\": want inet:HOST:PORT or unix:/PATH"},
+		{"policy on the milter's address", "[mta]\nmilter_listen = \"inet:127.0.0.1:9000\"\npolicy_listen = \"inet:127.0.0.1:9000\"\n",
+			"bad.toml:3: mta.policy_listen: inet:127.0.0.1:9000 is also milter_listen"},
+		{"policy on the socketmap's address", "[mta]\npolicy_listen = \"unix:/run/p.sock\"\n[http]\nsocketmap_listen = \"unix:/run/p.sock\"\n",
+			"bad.toml:2: mta.policy_listen: unix:/run/p.sock is also [http] socketmap_listen"},
 		{"duration", "[mta]\ndelivery_retry_period = \"soon\"\n", "bad.toml:2: mta.delivery_retry_period: \"soon\": want a duration"},
 		{"retention", "[database]\n\nretention = \"forever\"\n", "bad.toml:3: database.retention: \"forever\": want a duration"},
 		{"unknown group", "[database]\ngroup = \"no-such-group-postlist\"\n", "bad.toml:2: database.group: \"no-such-group-postlist\": no such group"},

@@ -1,8 +1,8 @@
 // Package daemon runs `postlist serve`: it opens the store, builds the
-// address index, and runs the milter, the LMTP server, the HTTP listener
-// (health, metrics, one-click unsubscribe) and, when configured, the
-// Postfix socketmap server side by side until the context ends, then
-// drains them in order.
+// address index, and runs the Postfix policy service, the milter, the
+// LMTP server, the HTTP listener (health, metrics, one-click unsubscribe)
+// and, when configured, the Postfix socketmap server side by side until
+// the context ends, then drains them in order.
 //
 // The order matters for the "nothing accepted is lost" promise: listeners
 // stop taking new work first, in-flight sessions finish (an LMTP commit in
@@ -32,6 +32,7 @@ import (
 	"postlist/lmtp"
 	"postlist/metrics"
 	"postlist/milter"
+	"postlist/policy"
 	"postlist/postfix"
 	"postlist/socketmap"
 	"postlist/wire"
@@ -152,6 +153,16 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 			srv: milter.New(milter.Options{
 				Index: ix, Log: log.Named("milter"),
 				MaxMessageSize: int64(cfg.MTA.MaxMessageSize), WriteTimeout: cfg.MTA.MilterTimeout.D(),
+			}),
+		},
+		{
+			// Postfix's SMTPD access policy service for list domains; a
+			// unix socket gets the milter socket's mode and group (the
+			// same smtpd processes connect to both).
+			name: "policy", addr: cfg.MTA.PolicyListen, mode: os.FileMode(cfg.MTA.MilterSocketMode), grp: cfg.MTA.MilterSocketGroup,
+			srv: policy.New(policy.Options{
+				Index: ix, Log: log.Named("policy"), MaxMessageSize: int64(cfg.MTA.MaxMessageSize),
+				WriteTimeout: cfg.MTA.MilterTimeout.D(),
 			}),
 		},
 		{

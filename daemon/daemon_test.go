@@ -46,6 +46,7 @@ func TestServeStartsAndStopsCleanly(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			sock := testenv.SocketPath(t, "milter.sock")
+			policySock := testenv.SocketPath(t, "policy.sock")
 			httpAddr := testenv.FreeAddr(t)
 			cfg := filepath.Join(dir, "postlist.toml")
 			text := fmt.Sprintf(`[database]
@@ -53,9 +54,10 @@ path = "var/postlist.db"
 [mta]
 lmtp_port = %d
 milter_listen = "unix:%s"
+policy_listen = "unix:%s"
 [http]
 listen = %q
-`, testenv.FreePort(t), sock, httpAddr)
+`, testenv.FreePort(t), sock, policySock, httpAddr)
 			if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -77,8 +79,10 @@ listen = %q
 			if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "ok" {
 				t.Errorf("healthz: %d %q", resp.StatusCode, body)
 			}
-			if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
-				t.Fatalf("milter socket: %v", err)
+			for _, s := range []string{sock, policySock} {
+				if fi, err := os.Stat(s); err != nil || fi.Mode()&os.ModeSocket == 0 {
+					t.Fatalf("socket %s: %v", s, err)
+				}
 			}
 			if _, err := os.Stat(filepath.Join(dir, "var", "postlist.db")); err != nil {
 				t.Errorf("database not created next to the config: %v", err)
@@ -95,8 +99,10 @@ listen = %q
 			case <-time.After(20 * time.Second):
 				t.Fatalf("still running 20s after %v\n%s", sig, log.String())
 			}
-			if _, err := os.Lstat(sock); !os.IsNotExist(err) {
-				t.Errorf("milter socket left behind: %v", err)
+			for _, s := range []string{sock, policySock} {
+				if _, err := os.Lstat(s); !os.IsNotExist(err) {
+					t.Errorf("socket %s left behind: %v", s, err)
+				}
 			}
 			if !strings.Contains(log.String(), "postlist stopped") {
 				t.Errorf("no clean-stop log line:\n%s", log.String())
@@ -117,8 +123,8 @@ func TestServeRefusesBusyPort(t *testing.T) {
 	}
 	defer ln.Close()
 	cfg := filepath.Join(dir, "postlist.toml")
-	text := fmt.Sprintf("[database]\npath = \"p.db\"\n[mta]\nlmtp_port = %d\nmilter_listen = \"inet:%s\"\n[http]\nlisten = %q\n",
-		testenv.FreePort(t), busy, testenv.FreeAddr(t))
+	text := fmt.Sprintf("[database]\npath = \"p.db\"\n[mta]\nlmtp_port = %d\nmilter_listen = \"inet:%s\"\npolicy_listen = \"inet:%s\"\n[http]\nlisten = %q\n",
+		testenv.FreePort(t), busy, testenv.FreeAddr(t), testenv.FreeAddr(t))
 	os.WriteFile(cfg, []byte(text), 0o644)
 	out, err := exec.Command(bin, "-c", cfg, "serve").CombinedOutput()
 	if err == nil {

@@ -29,6 +29,9 @@ const (
 	ReasonBanned      = "banned"       // sender banned from the list
 	ReasonPoster      = "poster"       // sender may post (member, owner or moderator)
 	ReasonNoPolicy    = "no_policy"    // sender not refused at SMTP time; the list's own rules decide later
+	// ReasonSenderUnknown: the MTA did not give the sender, so it was not
+	// checked (a policy, not a decision reason).
+	ReasonSenderUnknown = "sender_unknown"
 )
 
 // Decision is the answer for one recipient.
@@ -252,6 +255,29 @@ func (s *Snapshot) Decide(rcpt string) Decision {
 		return refuse(reply.BadToken(clipAddr(strings.TrimSpace(rcpt))), ReasonBadToken, t)
 	}
 	return Decision{Target: t, Ours: true, Reason: ReasonList}
+}
+
+// DecideRcpt is the whole RCPT-stage decision, Decide followed by the
+// sender check of a post, shared by the milter, the policy service and
+// `postlist lookup` so that all three answer alike. senderKnown false
+// means the MTA did not say who the sender is: refusing on a guess could
+// drop a member's post, so the pipeline decides later. policy is the
+// sender check's reason for an accepted post ("sender_unknown" when it
+// was skipped), "" otherwise.
+func (s *Snapshot) DecideRcpt(rcpt, sender string, senderKnown bool) (d Decision, policy string) {
+	d = s.Decide(rcpt)
+	if !d.Accepted() || d.Target.Kind != address.Post {
+		return d, ""
+	}
+	if !senderKnown {
+		return d, ReasonSenderUnknown
+	}
+	r, reason := s.CheckSender(d.Target.List, sender)
+	if r != nil {
+		d.Reply, d.Reason = r, reason
+		return d, ""
+	}
+	return d, reason
 }
 
 func (s *Snapshot) inListDomain(rcpt string) bool {

@@ -149,24 +149,10 @@ func (s *session) RcptTo(rcptTo, _ string, m gomilter.Modifier) (resp *gomilter.
 }
 
 // decide is the whole RCPT decision, shared with Lookup so that
-// `postlist lookup` prints exactly what the milter answers. policy is the
-// sender check's reason for an accepted post, "" otherwise.
+// `postlist lookup` prints exactly what the milter answers (and with the
+// policy service, through index).
 func decide(snap *index.Snapshot, rcptTo, sender string, senderKnown bool) (index.Decision, string) {
-	d := snap.Decide(rcptTo)
-	if !d.Accepted() || d.Target.Kind != address.Post {
-		return d, ""
-	}
-	if !senderKnown {
-		// Postfix did not send {mail_addr}: refusing on a guess could
-		// drop a member's post, so the pipeline decides later.
-		return d, "sender_unknown"
-	}
-	r, reason := snap.CheckSender(d.Target.List, sender)
-	if r != nil {
-		d.Reply, d.Reason = r, reason
-		return d, ""
-	}
-	return d, reason
+	return snap.DecideRcpt(rcptTo, sender, senderKnown)
 }
 
 // needContent reports whether end-of-message checks could refuse this

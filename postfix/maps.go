@@ -1,10 +1,14 @@
 // Package postfix writes the lookup tables Postfix needs to route list mail
 // to postlist: postfix_lmtp (a transport map, also usable as
 // relay_recipient_maps so Postfix itself refuses unknown list addresses
-// even without the milter) and postfix_domains (relay_domains).
-//
-// The file names and layout follow Mailman 3's, so a site moving from
-// Mailman keeps its main.cf lines unchanged.
+// even without the milter) and postfix_domains (relay_domains), in
+// Mailman 3's names and layout, so a site moving from Mailman keeps its
+// main.cf lines unchanged; and two maps of postlist's own, keyed by list
+// domain (alias domains included): postfix_policy, a check_recipient_access
+// table naming the postlist_rcpt restriction class, so that Postfix asks
+// postlist's policy service about list domains and no other, and
+// postfix_transport, a domain-level transport map, so that a list created
+// in an existing domain is routed before any map is rewritten.
 package postfix
 
 import (
@@ -181,6 +185,65 @@ func (m Maps) DomainsMap() []byte {
 	return []byte(b.String())
 }
 
+// PolicyClass is the restriction class postfix_policy names; main.cf
+// defines it (smtpd_restriction_classes) as postlist's policy check.
+const PolicyClass = "postlist_rcpt"
+
+// domainKeys returns every list domain and alias domain, sorted, as keys
+// of a map looked up with full addresses: a hash map's domain key matches
+// every address in the domain, a regex key must say so.
+func (m Maps) domainKeys() []string {
+	names := m.domainNames()
+	if m.FileType == "regex" {
+		for i, n := range names {
+			names[i] = "/@" + regexp.QuoteMeta(n) + "$/"
+		}
+	}
+	return names
+}
+
+// domainNames returns every list domain and alias domain, sorted.
+func (m Maps) domainNames() []string {
+	names := make([]string, 0, len(m.Domains))
+	for _, d := range m.Domains {
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// PolicyMap renders postfix_policy: every list domain selects PolicyClass,
+// except its postmaster@ address, which is left to the rest of Postfix's
+// restrictions (DUNNO also stops Postfix from trying the domain key): no
+// list is called postmaster, and a site that routes postmaster@ for its
+// list domains elsewhere (virtual_alias_maps) must not have it refused
+// by postlist. Without such an alias, relay_recipient_maps refuses it.
+func (m Maps) PolicyMap() []byte {
+	var b strings.Builder
+	b.WriteString(header(m.Now, true))
+	keys := m.domainKeys()
+	for i, d := range m.domainNames() {
+		pm := "postmaster@" + d
+		if m.FileType == "regex" {
+			pm = "/^" + regexp.QuoteMeta(pm) + "$/"
+		}
+		fmt.Fprintf(&b, "%s DUNNO\n%s %s\n", pm, keys[i], PolicyClass)
+	}
+	return []byte(b.String())
+}
+
+// TransportMap renders postfix_transport: every list domain goes to the
+// LMTP server. Unknown addresses never get that far: relay_recipient_maps
+// refuses them at RCPT.
+func (m Maps) TransportMap() []byte {
+	var b strings.Builder
+	b.WriteString(header(m.Now, true))
+	for _, k := range m.domainKeys() {
+		fmt.Fprintf(&b, "%s %s\n", k, m.Transport)
+	}
+	return []byte(b.String())
+}
+
 // mapFile is one map postlist writes: its file name in the map directory
 // and how it is rendered from the database state.
 type mapFile struct {
@@ -193,6 +256,8 @@ type mapFile struct {
 var mapFiles = []mapFile{
 	{"postfix_lmtp", Maps.LMTPMap},
 	{"postfix_domains", Maps.DomainsMap},
+	{"postfix_policy", Maps.PolicyMap},
+	{"postfix_transport", Maps.TransportMap},
 }
 
 // LockName is the lock file in the map directory that serialises every

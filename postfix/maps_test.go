@@ -53,6 +53,11 @@ func TestRegexMap(t *testing.T) {
 			t.Errorf("missing %s", k)
 		}
 	}
+	for _, m := range [][]byte{testMaps("regex").PolicyMap(), testMaps("regex").TransportMap()} {
+		if !strings.Contains(string(m), `/@x\.example\.org$/ `) {
+			t.Errorf("regex domain key missing:\n%s", m)
+		}
+	}
 	d := string(testMaps("regex").DomainsMap())
 	if !strings.Contains(d, `/^x\.example\.org$/ x.example.org`) {
 		t.Errorf("domains map:\n%s", d)
@@ -80,26 +85,35 @@ func TestWriteRunsPostmap(t *testing.T) {
 		t.Fatal("postmap not found: install postfix (make test installs it when run as root)")
 	}
 	dir := t.TempDir()
-	etc := writeMainCF(t)
-	files, err := testMaps("hash").Write(context.Background(), dir, postmap+" -c "+etc)
+	mainCF := writeMainCF(t)
+	// postmap reads main.cf; -c keeps the machine's own out of the test.
+	files, err := testMaps("hash").Write(context.Background(), dir, postmap+" -c "+mainCF)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 2 {
+	if len(files) != 4 {
 		t.Fatalf("files = %v", files)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "postfix_lmtp.db")); err != nil {
 		t.Fatalf("postmap output missing: %v", err)
 	}
-	q := func(key string) string {
-		out, _ := exec.Command(postmap, "-c", etc, "-q", key, "hash:"+filepath.Join(dir, "postfix_lmtp")).Output()
+	lookup := func(m, key string) string {
+		out, _ := exec.Command(postmap, "-c", mainCF, "-q", key, "hash:"+filepath.Join(dir, m)).Output()
 		return strings.TrimSpace(string(out))
 	}
-	if got := q("test-bounces@example.com"); got != "lmtp:[127.0.0.1]:9024" {
-		t.Errorf("lookup test-bounces = %q", got)
-	}
-	if got := q("nope@example.com"); got != "" {
-		t.Errorf("lookup nope = %q, want nothing", got)
+	for _, c := range []struct{ m, key, want string }{
+		{"postfix_lmtp", "test-bounces@example.com", "lmtp:[127.0.0.1]:9024"},
+		{"postfix_lmtp", "nope@example.com", ""},
+		{"postfix_policy", "x.example.org", PolicyClass},
+		{"postfix_policy", "example.com", PolicyClass},
+		{"postfix_policy", "example.net", ""},
+		{"postfix_policy", "postmaster@x.example.org", "DUNNO"},
+		{"postfix_transport", "x.example.org", "lmtp:[127.0.0.1]:9024"},
+		{"postfix_transport", "example.net", ""},
+	} {
+		if got := lookup(c.m, c.key); got != c.want {
+			t.Errorf("%s: lookup %s = %q, want %q", c.m, c.key, got, c.want)
+		}
 	}
 	if _, err := testMaps("hash").Write(context.Background(), dir, "/nonexistent/postmap"); err == nil || !strings.Contains(err.Error(), "postmap failed") {
 		t.Errorf("missing postmap: err = %v", err)

@@ -1,10 +1,14 @@
 // Package socketmap answers Postfix's socketmap lookups (socketmap_table(5))
-// from the in-memory address index, so that Postfix can route list mail
-// and refuse unknown list addresses with nothing generated on disk:
+// from the in-memory address index, so that Postfix can refuse unknown
+// list addresses with nothing generated on disk:
 //
-//	relay_domains        = socketmap:inet:127.0.0.1:8027:domains
-//	transport_maps       = socketmap:inet:127.0.0.1:8027:transport
-//	relay_recipient_maps = socketmap:inet:127.0.0.1:8027:recipients
+//	relay_recipient_maps = socketmap:inet:127.0.0.1:8028:recipients
+//
+// Postfix consults relay_recipient_maps for relay-domain recipients only,
+// so only list mail waits on postlist. The transport and domains maps
+// exist too, but Postfix looks up transport_maps and relay_domains for
+// every address of every domain: a socketmap there makes all mail on the
+// server depend on postlist (docs/postfix.md).
 //
 // A list created by the CLI is then routable as soon as the index picks it
 // up (within a second), without postmap or a Postfix reload, which the

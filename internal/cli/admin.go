@@ -61,7 +61,7 @@ func (a *app) checkCmd() *cobra.Command {
 func (a *app) genaliasesCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "genaliases",
-		Short: "write the Postfix maps postfix_lmtp and postfix_domains (and run postmap)",
+		Short: "write the Postfix maps postfix_lmtp, postfix_domains, postfix_policy and postfix_transport (and run postmap)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withStore(cmd, func(ctx context.Context, cfg *config.Config, st *store.Store) error {

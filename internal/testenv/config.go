@@ -150,10 +150,9 @@ func (c *instanceConfig) mainParams() []mainParam {
 		{"minimal_backoff_time", "2s"},
 		{"maximal_backoff_time", "4s"},
 	}
-	// ExtraMain replaces a generated setting in place instead of appending
-	// a duplicate, which Postfix would warn about.
-	for _, name := range slices.Sorted(maps.Keys(o.ExtraMain)) {
-		value := o.ExtraMain[name]
+	// MainCF and ExtraMain replace a generated setting in place instead
+	// of appending a duplicate, which Postfix would warn about.
+	set := func(name, value string) {
 		i := slices.IndexFunc(params, func(p mainParam) bool { return p.Name == name })
 		if i >= 0 {
 			params[i].Value = value
@@ -161,7 +160,42 @@ func (c *instanceConfig) mainParams() []mainParam {
 			params = append(params, mainParam{name, value})
 		}
 	}
+	snippet, _ := parseMainCF(o.MainCF) // validate reported errors already
+	for _, p := range snippet {
+		set(p.Name, p.Value)
+	}
+	for _, name := range slices.Sorted(maps.Keys(o.ExtraMain)) {
+		set(name, o.ExtraMain[name])
+	}
 	return params
+}
+
+// parseMainCF reads main.cf syntax: "name = value" lines, where a line
+// that starts with white space continues the previous one, and comment
+// and empty lines are skipped (postconf(5), "Syntax").
+func parseMainCF(text string) ([]mainParam, error) {
+	var out []mainParam
+	for n, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case trimmed == "" || strings.HasPrefix(trimmed, "#"):
+			continue
+		case line[0] == ' ' || line[0] == '\t':
+			if len(out) == 0 {
+				return nil, fmt.Errorf("main.cf line %d: continuation line before any setting", n+1)
+			}
+			last := &out[len(out)-1]
+			last.Value = strings.TrimSpace(last.Value + " " + trimmed)
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("main.cf line %d: want name = value, got %q", n+1, line)
+		}
+		out = append(out, mainParam{name, strings.TrimSpace(value)})
+	}
+	return out, nil
 }
 
 func (c *instanceConfig) mainCF() ([]byte, error) {
@@ -176,6 +210,10 @@ func (c *instanceConfig) masterCF() ([]byte, error) {
 	var b bytes.Buffer
 	if err := masterTemplate.Execute(&b, c); err != nil {
 		return nil, fmt.Errorf("master.cf template: %w", err)
+	}
+	if c.opts.MasterCF != "" {
+		b.WriteString("# From PostfixOptions.MasterCF.\n")
+		b.WriteString(strings.TrimRight(c.opts.MasterCF, "\n") + "\n")
 	}
 	return b.Bytes(), nil
 }
@@ -219,6 +257,9 @@ func (o *PostfixOptions) validate() error {
 		if k == "" || strings.ContainsAny(k, " \t\r\n=") || strings.ContainsAny(v, "\r\n") {
 			return fmt.Errorf("ExtraMain: invalid setting %q = %q", k, v)
 		}
+	}
+	if _, err := parseMainCF(o.MainCF); err != nil {
+		return fmt.Errorf("MainCF: %w", err)
 	}
 	if len(o.ListDomains) > 0 && o.TransportMaps == "" && o.LMTP == "" {
 		return fmt.Errorf("ListDomains %v need LMTP (or TransportMaps) to say where list mail goes", o.ListDomains)

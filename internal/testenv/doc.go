@@ -3,8 +3,8 @@
 // for "the internet", a small SMTP client that records every reply, and the
 // postlist binary itself.
 //
-// postlist is glue between Postfix and a mailing-list store: its milter
-// answers Postfix's RCPT questions, its LMTP server receives what Postfix
+// postlist is glue between Postfix and a mailing-list store: its policy
+// service (or its optional milter) answers Postfix's RCPT questions, its LMTP server receives what Postfix
 // queued, and its outgoing mail goes back through Postfix. Most of the bugs
 // worth catching live in that interplay (reply codes Postfix really sends,
 // how it batches and retries, what the milter really sees), so tests run
@@ -25,6 +25,10 @@
 //		[]string{"test@lists.example.org"}, msg)
 //	if res.Rcpt[0].Code != 250 { ... }
 //	sink.WaitFor(t, 1, 10*time.Second)
+//
+// The documented hookup is tested as written: Hookup reads
+// contrib/postfix/main.cf and master.cf, changes only ports and paths, and
+// its result goes into PostfixOptions.MainCF and MasterCF.
 //
 // Postfix must be installed (tests fail, not skip, without it) and the tests
 // must run as root, because a Postfix instance needs root to start.

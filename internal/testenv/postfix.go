@@ -64,6 +64,16 @@ type PostfixOptions struct {
 	// ExtraMain holds further main.cf settings. A setting the harness
 	// generates itself is replaced, not duplicated.
 	ExtraMain map[string]string
+
+	// MainCF is main.cf text in Postfix's own syntax (comments,
+	// continuation lines), such as contrib/postfix/main.cf with its ports
+	// and paths adapted: each setting replaces the harness's, so that
+	// the instance runs the hookup exactly as the text says. ExtraMain is
+	// applied after it.
+	MainCF string
+	// MasterCF is appended to master.cf, e.g. contrib/postfix/master.cf
+	// with its port adapted.
+	MasterCF string
 }
 
 // Postfix is a running private Postfix instance. It is stopped, and its
@@ -668,6 +678,10 @@ func (p *Postfix) stop() error {
 	}
 	return fmt.Errorf("processes of group %d survive SIGKILL", pid)
 }
+
+// MasterPID is the pid of the instance's master, which leads the process
+// group of all its daemons (benchmarks read their CPU time from it).
+func (p *Postfix) MasterPID() (int, bool) { return p.masterPID() }
 
 // masterPID reads the master's pid file, which exists once master runs.
 func (p *Postfix) masterPID() (int, bool) {

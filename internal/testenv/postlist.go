@@ -19,13 +19,16 @@ import (
 // directory. Create it with NewPostlist, point a Postfix at its LMTP and
 // Milter addresses, then Configure and Start it.
 type Postlist struct {
-	t       testing.TB
-	Bin     string
-	Dir     string
-	Config  string // the configuration file
-	DB      string // the SQLite database
-	LMTP    string // host:port
-	Milter  string // host:port
+	t      testing.TB
+	Bin    string
+	Dir    string
+	Config string // the configuration file
+	DB     string // the SQLite database
+	LMTP   string // host:port
+	Milter string // host:port
+	// Policy is where the daemon's Postfix policy service listens
+	// (host:port), always on: its default port would clash between tests.
+	Policy  string
 	HTTP    string // host:port
 	LogPath string
 
@@ -53,6 +56,7 @@ func NewPostlist(t testing.TB) *Postlist {
 		DB:      filepath.Join(dir, "var", "postlist.db"),
 		LMTP:    FreeAddr(t),
 		Milter:  FreeAddr(t),
+		Policy:  FreeAddr(t),
 		HTTP:    FreeAddr(t),
 		LogPath: filepath.Join(dir, "postlist.log"),
 	}
@@ -74,6 +78,7 @@ path = %q
 lmtp_host = %q
 lmtp_port = %s
 milter_listen = "inet:%s"
+policy_listen = "inet:%s"
 smtp_host = %q
 smtp_port = %s
 
@@ -84,7 +89,7 @@ listen = %q
 [log]
 format = "json"
 level = "debug"
-`, d.DB, lh, lp, d.Milter, sh, sp, extra, d.HTTP, d.socketmapLine())
+`, d.DB, lh, lp, d.Milter, d.Policy, sh, sp, extra, d.HTTP, d.socketmapLine())
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o600); err != nil {
 		d.t.Fatal(err)
 	}
