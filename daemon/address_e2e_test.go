@@ -40,6 +40,14 @@ var addrHookups = []addrHookup{
 		pl.Start()
 		return &stack{pl: pl, pf: pf}
 	}},
+	// The documented hookup: contrib/postfix as written, postlist's
+	// policy service deciding list recipients, no milter.
+	{name: "policy", start: func(t *testing.T) *stack {
+		h := startHookup(t)
+		h.pl.CLI("lists", "set", addresstest.List, "default_nonmember_action", "discard")
+		h.pl.Start()
+		return &stack{pl: h.pl, pf: h.pf}
+	}},
 }
 
 func TestOddLocalPartsNoBackscatter(t *testing.T) {

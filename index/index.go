@@ -147,7 +147,7 @@ func (ix *Index) Decide(rcpt string) Decision { return ix.Snapshot().Decide(rcpt
 // been told 250, and a 5xx here would become a bounce.
 func (ix *Index) Resolve(rcpt string) (address.Target, *reply.Reply) {
 	d := ix.Decide(rcpt)
-	if missed(d) {
+	if d.MayBeStale() {
 		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
 		if ix.CatchUp(ctx) {
 			d = ix.Decide(rcpt)
@@ -165,8 +165,10 @@ func (ix *Index) Resolve(rcpt string) (address.Target, *reply.Reply) {
 // store; past it the refusal stands.
 const catchUpTimeout = 2 * time.Second
 
-// missed reports a refusal that a newer snapshot might reverse.
-func missed(d Decision) bool {
+// MayBeStale reports a refusal that a snapshot newer than the one that
+// decided it might reverse: an unknown list, domain, token or VERP member
+// may have been created since the last poll.
+func (d Decision) MayBeStale() bool {
 	switch {
 	case !d.Ours:
 		return true // perhaps a domain added a moment ago

@@ -91,6 +91,16 @@ type Snapshotter interface {
 	Snapshot() *index.Snapshot
 }
 
+// catchUpper is an index that can bring its snapshot up to date at once
+// (*index.Index).
+type catchUpper interface {
+	CatchUp(context.Context) bool
+}
+
+// catchUpTimeout bounds how long a refusal waits for the store; Postfix
+// waits 10 s for an answer (contrib main.cf).
+const catchUpTimeout = time.Second
+
 // Options configures New.
 type Options struct {
 	Index Snapshotter
@@ -360,7 +370,7 @@ func (s *Server) Answer(req Request) (a Answer) {
 	rcpt := req.Value("recipient")
 	defer func() {
 		if v := recover(); v != nil {
-			s.log.Error("policy decision failed", zap.String("rcpt", clip(rcpt)), zap.String("verdict", VerdictTempFail),
+			s.log.Error("policy decision failed", zap.String("rcpt", address.Redact(clip(rcpt), "")), zap.String("verdict", VerdictTempFail),
 				zap.String("reason", ReasonPanic), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 			a = Answer{Action: action(reply.TempFail()), Verdict: VerdictTempFail, Reason: ReasonPanic}
 		}
@@ -385,6 +395,18 @@ func (s *Server) decide(req Request) Answer {
 	sender, senderKnown := req.Get("sender")
 	snap := s.o.Index.Snapshot()
 	d, pol := snap.DecideRcpt(rcpt, sender, senderKnown)
+	if d.Ours && d.MayBeStale() {
+		// A confirmation answered, or a post to a list created, within
+		// the index's poll interval: check the store before refusing.
+		if cu, ok := s.o.Index.(catchUpper); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+			if cu.CatchUp(ctx) {
+				snap = s.o.Index.Snapshot()
+				d, pol = snap.DecideRcpt(rcpt, sender, senderKnown)
+			}
+			cancel()
+		}
+	}
 	a := Answer{Reason: d.Reason, List: d.Target.List, Kind: string(d.Target.Kind), Policy: pol}
 	switch {
 	case !d.Ours:
@@ -438,7 +460,7 @@ func (s *Server) logAnswer(req Request, a Answer) {
 		f = append(f, zap.String("queue_id", clip(q)))
 	}
 	f = append(f, zap.String("client", clip(req.Value("client_address"))),
-		zap.String("sender", senderForLog(req)), zap.String("rcpt", clip(req.Value("recipient"))))
+		zap.String("sender", address.Redact(senderForLog(req), "")), zap.String("rcpt", address.Redact(clip(req.Value("recipient")), "")))
 	if a.List != "" {
 		f = append(f, zap.String("list", a.List))
 	}
@@ -450,7 +472,7 @@ func (s *Server) logAnswer(req Request, a Answer) {
 		f = append(f, zap.String("policy", a.Policy))
 	}
 	if a.Action != actionDUNNO {
-		f = append(f, zap.String("reply", a.Action))
+		f = append(f, zap.String("reply", address.RedactText(a.Action, "")))
 	}
 	if sz := req.Value("size"); sz != "" && sz != "0" {
 		f = append(f, zap.String("size", clip(sz)))

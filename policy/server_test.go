@@ -156,6 +156,28 @@ func TestDecisions(t *testing.T) {
 	}
 }
 
+// TestNewListBeforeThePoll: a list created a moment ago (the index has
+// not polled since) is not refused: the refusal is checked against the
+// store first. The index here never polls.
+func TestNewListBeforeThePoll(t *testing.T) {
+	src := source()
+	ix := loaded(t, src)
+	_, addr := start(t, ix, Options{})
+	c := dial(t, addr)
+	const rcpt = "fresh@lists.example.org"
+	if got, err := c.ask(rcptRequest("alice@example.com", rcpt, 0)); err != nil || !strings.HasPrefix(got, "550 5.1.1 ") {
+		t.Fatalf("before the list exists: %q %v, want 550 5.1.1", got, err)
+	}
+	src.AddList("fresh", "lists.example.org", "", 0)
+	src.Bump()
+	if ix.Decide(rcpt).Accepted() {
+		t.Fatal("the snapshot already knows the list; the test proves nothing")
+	}
+	if got, err := c.ask(rcptRequest("alice@example.com", rcpt, 0)); err != nil || got != "DUNNO" {
+		t.Fatalf("new list: %q %v, want DUNNO", got, err)
+	}
+}
+
 func TestOtherStagesAndRequests(t *testing.T) {
 	_, addr := start(t, loaded(t, source()), Options{})
 	c := dial(t, addr)

@@ -93,7 +93,11 @@ var LocalParts = []LocalPart{
 	{Name: "quotes in the middle", Wire: `te"st"`, Value: `test`, Resolves: true, RCPT: Refuse},
 	{Name: "quoted extension only", Wire: `test+"x"`, Value: `test+x`, Resolves: true, RCPT: Refuse},
 	{Name: "quoted list name, bare subaddress", Wire: `"test"-owner`, Value: `test-owner`, Resolves: true, RCPT: Refuse},
-	{Name: "escape outside quotes", Wire: `test+a\b`, Value: `test+a\b`, RCPT: Refuse},
+	// The milter is handed the backslash and refuses it; Postfix's own
+	// parser reads \b as b, so through the policy service this is a post
+	// to test, and LMTP is handed test+ab. Each path's LMTP agrees with
+	// its RCPT answer, which is what keeps bounces away from the sender.
+	{Name: "escape outside quotes", Wire: `test+a\b`, Value: `test+a\b`, RCPT: AnyClass},
 	{Name: "empty quotes", Wire: `""`, Value: ``, RCPT: Refuse},
 	{Name: "trailing dot", Wire: `test.`, Value: `test.`, RCPT: Refuse},
 	{Name: "quoted trailing dot", Wire: `"test."`, Value: `test.`, RCPT: Refuse},
