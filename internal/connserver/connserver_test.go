@@ -93,33 +93,33 @@ func ask(t *testing.T, c net.Conn, r *bufio.Reader, line string) (string, error)
 	return strings.TrimSpace(got), err
 }
 
+// mustEcho fails the test unless line comes back.
+func mustEcho(t *testing.T, c net.Conn, r *bufio.Reader, line string) {
+	t.Helper()
+	if got, err := ask(t, c, r, line); err != nil || got != line {
+		t.Fatalf("%s: got %q, %v", line, got, err)
+	}
+}
+
 func TestPanicClosesOnlyItsConnection(t *testing.T) {
 	ls := newLineServer(t, Options{})
 	addr := testenv.ServeLoopback(t, ls)
 	other, otherR := dial(t, addr)
-	if got, err := ask(t, other, otherR, "before"); err != nil || got != "before" {
-		t.Fatalf("before: %q, %v", got, err)
-	}
+	mustEcho(t, other, otherR, "before")
 	c, r := dial(t, addr)
 	if got, err := ask(t, c, r, "panic"); !errors.Is(err, io.EOF) {
 		t.Fatalf("panic: got %q, %v; want the connection closed", got, err)
 	}
-	if got, err := ask(t, other, otherR, "after"); err != nil || got != "after" {
-		t.Fatalf("other connection after a panic: %q, %v", got, err)
-	}
+	mustEcho(t, other, otherR, "after")
 	c2, r2 := dial(t, addr)
-	if got, err := ask(t, c2, r2, "new"); err != nil || got != "new" {
-		t.Fatalf("new connection after a panic: %q, %v", got, err)
-	}
+	mustEcho(t, c2, r2, "new")
 }
 
 func TestMaxConns(t *testing.T) {
 	ls := newLineServer(t, Options{MaxConns: 1})
 	addr := testenv.ServeLoopback(t, ls)
 	first, firstR := dial(t, addr)
-	if got, err := ask(t, first, firstR, "one"); err != nil || got != "one" {
-		t.Fatalf("first: %q, %v", got, err)
-	}
+	mustEcho(t, first, firstR, "one")
 	second, secondR := dial(t, addr)
 	if got, err := ask(t, second, secondR, "two"); err == nil {
 		t.Fatalf("second connection above MaxConns answered %q", got)
@@ -144,9 +144,7 @@ func TestShutdownDrains(t *testing.T) {
 	ls := newLineServer(t, Options{})
 	addr := testenv.ServeLoopback(t, ls)
 	idle, idleR := dial(t, addr)
-	if got, err := ask(t, idle, idleR, "idle"); err != nil || got != "idle" {
-		t.Fatalf("idle: %q, %v", got, err)
-	}
+	mustEcho(t, idle, idleR, "idle")
 	<-ls.started
 	// A request half sent when Shutdown starts is still read in full.
 	busy, busyR := dial(t, addr)
