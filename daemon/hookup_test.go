@@ -22,37 +22,6 @@ import (
 	"postlist/internal/testenv"
 )
 
-// postmapPath finds Postfix's postmap, which lives in an sbin directory
-// not always on the PATH of a test.
-func postmapPath(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("postmap"); err == nil {
-		return p
-	}
-	const fallback = "/usr/sbin/postmap"
-	if _, err := os.Stat(fallback); err != nil {
-		t.Fatal("postmap not found: install postfix (make test installs it when run as root)")
-	}
-	return fallback
-}
-
-// postmapCommand is postmap with a private, backdated main.cf: the machine
-// may have no Postfix configuration (postmap then refuses to run), and a
-// fresh main.cf makes every postmap wait a second for it to settle.
-func postmapCommand(t *testing.T) string {
-	t.Helper()
-	etc := t.TempDir()
-	mainCF := filepath.Join(etc, "main.cf")
-	if err := os.WriteFile(mainCF, []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	past := time.Now().Add(-time.Minute)
-	if err := os.Chtimes(mainCF, past, past); err != nil {
-		t.Fatal(err)
-	}
-	return postmapPath(t) + " -c " + etc
-}
-
 // assertUnknownRefused checks that Postfix itself, with no milter, refuses
 // an unknown list address at RCPT with 550 5.1.1 while a known one in the
 // same transaction is accepted.
@@ -98,7 +67,7 @@ func TestSocketmapRoutesLive(t *testing.T) {
 	pl.Start()
 
 	// What docs/operations.md tells an admin to run.
-	postmap := postmapPath(t)
+	postmap := testenv.PostmapPath(t)
 	out, err := exec.Command(postmap, "-c", pf.ConfigDir(), "-q", "test-bounces+alice=example.com@"+listDomain, sm+"transport").CombinedOutput()
 	if want := "lmtp:[127.0.0.1]:" + pl.LMTP[strings.LastIndexByte(pl.LMTP, ':')+1:]; err != nil || strings.TrimSpace(string(out)) != want {
 		t.Errorf("postmap -q: %q (%v), want %q", out, err, want)
@@ -153,7 +122,7 @@ func TestGeneratedMapsRoute(t *testing.T) {
 	// Postfix's unprivileged daemons read the maps: the directory must be
 	// reachable by its user (t.TempDir makes it private).
 	mapDir := filepath.Join(t.TempDir(), "data")
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapCommand(t))
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, testenv.PostmapCommand(t))
 	// Postfix opens its maps at start, so they are generated first; the
 	// daemon's outgoing address is only known once Postfix runs, and the
 	// second Configure sets it (the database and the maps stay).

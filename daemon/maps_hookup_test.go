@@ -43,7 +43,7 @@ func rcptOnly(addr, rcpt string) error {
 func TestRegeneratedMapsReachPostfix(t *testing.T) {
 	pl := testenv.NewPostlist(t)
 	mapDir := filepath.Join(t.TempDir(), "data")
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, postmapCommand(t))
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, testenv.PostmapCommand(t))
 	pl.Configure("127.0.0.1:25", extra, list)
 	pl.CLI("members", "add", list, "alice@example.com")
 	pl.CLI("genaliases")

@@ -43,7 +43,7 @@ func startHookupWith(t *testing.T, extraMain map[string]string) hookupStack {
 	}
 	mapDir := filepath.Join(base, "data")
 	reinject := testenv.FreeAddr(t)
-	cfg := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + postmapCommand(t) + "\"\n"
+	cfg := "[postfix]\nmap_dir = \"" + mapDir + "\"\npostmap_command = \"" + testenv.PostmapCommand(t) + "\"\n"
 	pl.Configure(reinject, cfg, list, closedList)
 	pl.CLI("members", "add", list, "alice@example.com", "bob@example.com")
 	pl.CLI("members", "add", closedList, "alice@example.com")

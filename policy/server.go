@@ -28,21 +28,19 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"postlist/address"
 	"postlist/index"
+	"postlist/internal/connserver"
 	"postlist/reply"
 )
 
@@ -119,16 +117,9 @@ type Options struct {
 
 // Server is a policy server. Create it with New.
 type Server struct {
-	o   Options
-	log *zap.Logger
-
-	mu    sync.Mutex // guards lns and conns
-	lns   map[net.Listener]struct{}
-	conns map[*conn]struct{}
-	wg    sync.WaitGroup
-	open  atomic.Int64
-	// draining is set once, by Shutdown, while it holds mu.
-	draining atomic.Bool
+	o        Options
+	log      *zap.Logger
+	cs       *connserver.Server
 	requests atomic.Uint64
 }
 
@@ -155,16 +146,18 @@ func New(o Options) *Server {
 	if o.MaxConns <= 0 {
 		o.MaxConns = DefaultMaxConns
 	}
-	return &Server{o: o, log: o.Log, lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
-}
-
-// conn is one Postfix connection. mu orders the idle deadline set before
-// each read against Shutdown's "stop reading now" deadline, so that the
-// latter always wins.
-type conn struct {
-	net.Conn
-	mu   sync.Mutex
-	busy bool // a request is being read or answered
+	s := &Server{o: o, log: o.Log}
+	s.cs = connserver.New(connserver.Options{
+		Name:        "policy",
+		Log:         o.Log,
+		IdleTimeout: o.IdleTimeout,
+		// Above it Postfix retries after smtpd_policy_service_retry_delay
+		// and then applies the class's default_action (a 4xx).
+		MaxConns:     o.MaxConns,
+		Handle:       s.serveConn,
+		PanicMessage: "panic while serving a policy connection; closed",
+	})
+	return s
 }
 
 // Requests is the number of requests answered so far.
@@ -172,132 +165,24 @@ func (s *Server) Requests() uint64 { return s.requests.Load() }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. ln is
 // closed when Serve returns.
-func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.draining.Load() {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	s.lns[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.lns, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-	var pause time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.draining.Load() {
-				return nil
-			}
-			if transientAcceptError(err) {
-				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-				s.log.Warn("policy accept failed; retrying", zap.Error(err), zap.Duration("pause", pause))
-				time.Sleep(pause)
-				continue
-			}
-			return fmt.Errorf("policy: accept on %s: %w", ln.Addr(), err)
-		}
-		pause = 0
-		if s.open.Add(1) > int64(s.o.MaxConns) {
-			// Postfix retries after smtpd_policy_service_retry_delay and
-			// then applies the class's default_action (a 4xx).
-			s.open.Add(-1)
-			s.log.Warn("policy connection refused: too many open", zap.Stringer("remote", c.RemoteAddr()),
-				zap.Int("max_conns", s.o.MaxConns))
-			c.Close()
-			continue
-		}
-		pc := &conn{Conn: c}
-		s.mu.Lock()
-		if s.draining.Load() {
-			s.mu.Unlock()
-			s.open.Add(-1)
-			c.Close()
-			return nil
-		}
-		s.conns[pc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveConn(pc)
-	}
-}
-
-func transientAcceptError(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
-		errors.Is(err, syscall.ECONNABORTED)
-}
+func (s *Server) Serve(ln net.Listener) error { return s.cs.Serve(ln) }
 
 // Shutdown stops accepting, lets every connection finish the request it
 // is answering and closes it, and returns when all are closed or ctx is
 // done, when the remaining ones are closed at once. Postfix reconnects
 // (to the next postlist) after smtpd_policy_service_retry_delay, and
 // answers the class's default_action, a 4xx, if nobody listens by then.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining.Store(true)
-	for ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.mu.Lock()
-		if !c.busy {
-			_ = c.SetReadDeadline(time.Now())
-		}
-		c.mu.Unlock()
-	}
-	s.mu.Unlock()
+func (s *Server) Shutdown(ctx context.Context) error { return s.cs.Shutdown(ctx) }
 
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return fmt.Errorf("policy: shutdown: %w", ctx.Err())
-	}
-}
-
-func (s *Server) serveConn(c *conn) {
-	defer func() {
-		// Answer recovers from its own bugs; this is for the rest of
-		// the connection's code, which must not take the daemon down.
-		if v := recover(); v != nil {
-			s.log.Error("panic while serving a policy connection; closed", zap.Any("panic", v),
-				zap.ByteString("stack", debug.Stack()))
-		}
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-		s.open.Add(-1)
-		s.wg.Done()
-	}()
+// serveConn answers the requests of one connection; Answer recovers from
+// its own bugs, connserver from those of the rest of this code.
+func (s *Server) serveConn(c *connserver.Conn) {
 	log := s.log.With(zap.Stringer("remote", c.RemoteAddr()))
 	r := bufio.NewReaderSize(c, 4096)
 	w := bufio.NewWriterSize(c, 1024)
-	started := func() {
-		c.mu.Lock()
-		c.busy = true
-		_ = c.SetReadDeadline(time.Now().Add(s.o.ReadTimeout))
-		c.mu.Unlock()
-	}
+	started := func() { c.Busy(s.o.ReadTimeout) }
 	for {
-		if !s.idle(c) {
+		if !c.Idle() {
 			return
 		}
 		req, err := ReadRequest(r, s.o.MaxRequest, s.o.MaxAttrs, started)
@@ -319,24 +204,11 @@ func (s *Server) serveConn(c *conn) {
 	}
 }
 
-// idle arms the idle deadline for the next request and reports whether
-// the connection should go on (not while the server drains).
-func (s *Server) idle(c *conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.busy = false
-	if s.draining.Load() {
-		return false
-	}
-	_ = c.SetReadDeadline(time.Now().Add(s.o.IdleTimeout))
-	return true
-}
-
 // readFailed logs why a connection ends. A request that is too long,
 // has too many attributes or does not parse gets a 451 first, so that
 // Postfix defers that recipient with a reason instead of retrying on a
 // lost connection; the stream cannot be resynchronised afterwards.
-func (s *Server) readFailed(log *zap.Logger, c *conn, w *bufio.Writer, err error) {
+func (s *Server) readFailed(log *zap.Logger, c net.Conn, w *bufio.Writer, err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF):

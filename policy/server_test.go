@@ -15,6 +15,7 @@ import (
 
 	"postlist/index"
 	"postlist/index/indextest"
+	"postlist/internal/testenv"
 	"postlist/store"
 )
 
@@ -46,23 +47,7 @@ func start(t *testing.T, ix Snapshotter, o Options) (*Server, string) {
 	o.Index = ix
 	o.Log = zaptest.NewLogger(t)
 	s := New(o)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return s, ln.Addr().String()
+	return s, testenv.ServeLoopback(t, s)
 }
 
 // client is Postfix's side of one policy connection.

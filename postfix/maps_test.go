@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postlist/internal/testenv"
 )
 
 func testMaps(ft string) Maps {
@@ -85,7 +87,7 @@ func TestWriteRunsPostmap(t *testing.T) {
 		t.Fatal("postmap not found: install postfix (make test installs it when run as root)")
 	}
 	dir := t.TempDir()
-	mainCF := writeMainCF(t)
+	mainCF := testenv.PostmapConfigDir(t)
 	// postmap reads main.cf; -c keeps the machine's own out of the test.
 	files, err := testMaps("hash").Write(context.Background(), dir, postmap+" -c "+mainCF)
 	if err != nil {
@@ -118,21 +120,4 @@ func TestWriteRunsPostmap(t *testing.T) {
 	if _, err := testMaps("hash").Write(context.Background(), dir, "/nonexistent/postmap"); err == nil || !strings.Contains(err.Error(), "postmap failed") {
 		t.Errorf("missing postmap: err = %v", err)
 	}
-}
-
-// writeMainCF gives postmap a private config directory so the tests do
-// not depend on the machine's Postfix configuration.
-func writeMainCF(t *testing.T) string {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "main.cf")
-	if err := os.WriteFile(path, []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Postfix programs wait until main.cf is a second or so old, in case
-	// an editor is still writing it; every postmap would pay for that.
-	past := time.Now().Add(-time.Minute)
-	if err := os.Chtimes(path, past, past); err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 func TestParallelAdminCommands(t *testing.T) {
 	bin := testenv.Binary(t)
 	postmap := lookPostmap(t)
-	etc := writeMainCF(t)
+	etc := testenv.PostmapConfigDir(t)
 	dir := t.TempDir()
 	mapDir := filepath.Join(dir, "data")
 	cfg := filepath.Join(dir, "postlist.toml")

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"postlist/internal/testenv"
 )
 
 func lookPostmap(t *testing.T) string {
@@ -29,7 +31,7 @@ func lookPostmap(t *testing.T) string {
 // the maps left behind hold every list, in the text and in the .db.
 func TestRegenerateConcurrent(t *testing.T) {
 	postmap := lookPostmap(t)
-	etc := writeMainCF(t)
+	etc := testenv.PostmapConfigDir(t)
 	cmd := postmap + " -c " + etc
 	dir := t.TempDir()
 
@@ -109,7 +111,7 @@ func assertNoTemps(t *testing.T, dir string) {
 // error names the map.
 func TestRegenerateFailureKeepsOldMaps(t *testing.T) {
 	postmap := lookPostmap(t)
-	etc := writeMainCF(t)
+	etc := testenv.PostmapConfigDir(t)
 	dir := t.TempDir()
 	if _, err := testMaps("hash").Write(context.Background(), dir, postmap+" -c "+etc); err != nil {
 		t.Fatal(err)
@@ -152,7 +154,7 @@ func TestRegenerateFailureKeepsOldMaps(t *testing.T) {
 // readable by Postfix's users (CreateTemp makes 0600 files).
 func TestRegenerateCleansStaleTemps(t *testing.T) {
 	postmap := lookPostmap(t)
-	etc := writeMainCF(t)
+	etc := testenv.PostmapConfigDir(t)
 	dir := t.TempDir()
 	stale := []string{"postfix_lmtp.tmp-123", "postfix_lmtp.tmp-123.db", "postfix_domains.new"}
 	for _, f := range stale {

@@ -39,17 +39,15 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"postlist/address"
 	"postlist/index"
+	"postlist/internal/connserver"
 	"postlist/metrics"
 )
 
@@ -104,14 +102,7 @@ type Options struct {
 type Server struct {
 	o   Options
 	log *zap.Logger
-
-	mu    sync.Mutex // guards lns and conns
-	lns   map[net.Listener]struct{}
-	conns map[*conn]struct{}
-	wg    sync.WaitGroup
-	open  atomic.Int64
-	// draining is set once, by Shutdown, while it holds mu.
-	draining atomic.Bool
+	cs  *connserver.Server
 	// lastPermLog is when a refused lookup was last logged (Unix ns).
 	lastPermLog atomic.Int64
 }
@@ -133,144 +124,36 @@ func New(o Options) *Server {
 	if o.MaxConns <= 0 {
 		o.MaxConns = DefaultMaxConns
 	}
-	return &Server{o: o, log: o.Log, lns: map[net.Listener]struct{}{}, conns: map[*conn]struct{}{}}
-}
-
-// conn is one Postfix connection. mu orders the idle deadline a session
-// sets before each read against Shutdown's "stop reading now" deadline, so
-// that the latter always wins.
-type conn struct {
-	net.Conn
-	mu   sync.Mutex
-	busy bool // a request is being answered
+	s := &Server{o: o, log: o.Log}
+	s.cs = connserver.New(connserver.Options{
+		Name:        "socketmap",
+		Log:         o.Log,
+		IdleTimeout: o.IdleTimeout,
+		MaxConns:    o.MaxConns,
+		Handle:      s.serveConn,
+		// Postfix then defers the mail with a table lookup error.
+		PanicMessage: "panic while answering a socketmap lookup; connection closed",
+	})
+	return s
 }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. ln is
 // closed when Serve returns.
-func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.draining.Load() {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	s.lns[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.lns, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-	var pause time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if s.draining.Load() {
-				return nil
-			}
-			if transientAcceptError(err) {
-				// Out of file descriptors or buffers: back off, as
-				// net/http does, instead of failing the whole server.
-				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-				s.log.Warn("socketmap accept failed; retrying", zap.Error(err), zap.Duration("pause", pause))
-				time.Sleep(pause)
-				continue
-			}
-			return fmt.Errorf("socketmap: accept on %s: %w", ln.Addr(), err)
-		}
-		pause = 0
-		if s.open.Add(1) > int64(s.o.MaxConns) {
-			s.open.Add(-1)
-			s.log.Warn("socketmap connection refused: too many open", zap.Stringer("remote", c.RemoteAddr()),
-				zap.Int("max_conns", s.o.MaxConns))
-			c.Close()
-			continue
-		}
-		sc := &conn{Conn: c}
-		s.mu.Lock()
-		if s.draining.Load() {
-			s.mu.Unlock()
-			s.open.Add(-1)
-			c.Close()
-			return nil
-		}
-		s.conns[sc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveConn(sc)
-	}
-}
-
-// transientAcceptError reports accept errors worth retrying: resource
-// exhaustion and connections aborted before they were accepted.
-func transientAcceptError(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
-		errors.Is(err, syscall.ECONNABORTED)
-}
+func (s *Server) Serve(ln net.Listener) error { return s.cs.Serve(ln) }
 
 // Shutdown stops accepting, lets every connection finish the request it is
 // answering and closes it, and returns when all are closed or ctx is done,
 // when the remaining ones are closed at once. Postfix reconnects to the
 // next postlist, or reports a temporary lookup failure meanwhile.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.draining.Store(true)
-	for ln := range s.lns {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.mu.Lock()
-		if !c.busy {
-			// Unblocks the read of the next request at once.
-			_ = c.SetReadDeadline(time.Now())
-		}
-		c.mu.Unlock()
-	}
-	s.mu.Unlock()
+func (s *Server) Shutdown(ctx context.Context) error { return s.cs.Shutdown(ctx) }
 
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		<-done
-		return fmt.Errorf("socketmap: shutdown: %w", ctx.Err())
-	}
-}
-
-func (s *Server) serveConn(c *conn) {
-	defer func() {
-		// A lookup that trips a bug closes its connection (Postfix then
-		// defers the mail with a table lookup error) rather than the
-		// whole daemon.
-		if v := recover(); v != nil {
-			s.log.Error("panic while answering a socketmap lookup; connection closed", zap.Any("panic", v),
-				zap.ByteString("stack", debug.Stack()))
-		}
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-		s.open.Add(-1)
-		s.wg.Done()
-	}()
+func (s *Server) serveConn(c *connserver.Conn) {
 	log := s.log.With(zap.Stringer("remote", c.RemoteAddr()))
 	r := bufio.NewReaderSize(c, 1024)
 	w := bufio.NewWriterSize(c, 1024)
 	var out []byte
 	for {
-		if !s.idle(c) {
+		if !c.Idle() {
 			return
 		}
 		req, err := ReadNetstring(r, s.o.MaxRequest)
@@ -278,9 +161,7 @@ func (s *Server) serveConn(c *conn) {
 			s.readFailed(log, c, w, err)
 			return
 		}
-		c.mu.Lock()
-		c.busy = true
-		c.mu.Unlock()
+		c.Busy(0)
 		out = AppendNetstring(out[:0], s.answer(log, req))
 		_ = c.SetWriteDeadline(time.Now().Add(s.o.WriteTimeout))
 		_, err = w.Write(out)
@@ -297,27 +178,10 @@ func (s *Server) serveConn(c *conn) {
 	}
 }
 
-// idle arms the idle deadline for the next request and reports whether
-// the connection should go on (not while the server drains).
-func (s *Server) idle(c *conn) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.busy = false
-	// Both under c.mu, which Shutdown takes for each connection after
-	// setting draining: either Shutdown came first and draining is seen
-	// here, or it comes later, sees busy false and moves the deadline
-	// to now, which this then cannot overwrite.
-	if s.draining.Load() {
-		return false
-	}
-	_ = c.SetReadDeadline(time.Now().Add(s.o.IdleTimeout))
-	return true
-}
-
 // readFailed logs why a connection ends. Oversized and malformed requests
 // get a PERM reply first, so that Postfix logs what went wrong instead of
 // a bare lost connection; the stream cannot be resynchronised afterwards.
-func (s *Server) readFailed(log *zap.Logger, c *conn, w *bufio.Writer, err error) {
+func (s *Server) readFailed(log *zap.Logger, c net.Conn, w *bufio.Writer, err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, io.EOF):

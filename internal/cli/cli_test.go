@@ -248,11 +248,7 @@ func TestReadmeQueries(t *testing.T) {
 
 func TestGenaliasesAfterCreate(t *testing.T) {
 	e := newEnv(t)
-	postmap, err := exec.LookPath("postmap")
-	if err != nil {
-		t.Fatal("postmap not found: install postfix")
-	}
-	usePrivatePostmap(t, e, postmap)
+	usePrivatePostmap(t, e)
 	e.mustRun("lists", "create", "test@lists.example.org")
 	out := e.mustRun("genaliases")
 	if !strings.Contains(out, "postfix_lmtp") {

@@ -4,35 +4,24 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"postlist/internal/testenv"
 )
 
-// usePrivatePostmap points postmap_command at a private, backdated
-// main.cf: the machine may have no Postfix configuration at all (postmap
-// then refuses to run), and a fresh main.cf makes every postmap wait a
-// second for it to settle.
-func usePrivatePostmap(t *testing.T, e *env, postmap string) {
+// usePrivatePostmap points postmap_command at postmap with a private,
+// backdated main.cf (testenv.PostmapCommand).
+func usePrivatePostmap(t *testing.T, e *env) {
 	t.Helper()
-	etc := t.TempDir()
-	mainCF := filepath.Join(etc, "main.cf")
-	if err := os.WriteFile(mainCF, []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	past := time.Now().Add(-time.Minute)
-	if err := os.Chtimes(mainCF, past, past); err != nil {
-		t.Fatal(err)
-	}
 	// newEnv's config ends in the [postfix] table.
 	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := fmt.Fprintf(f, "postmap_command = %q\n", postmap+" -c "+etc); err != nil {
+	if _, err := fmt.Fprintf(f, "postmap_command = %q\n", testenv.PostmapCommand(t)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,15 +32,11 @@ func usePrivatePostmap(t *testing.T, e *env, postmap string) {
 // catches up.
 func TestMapsFailureKeepsChangeAndOldMaps(t *testing.T) {
 	e := newEnv(t)
-	postmap, err := exec.LookPath("postmap")
-	if err != nil {
-		t.Fatal("postmap not found: install postfix")
-	}
 	good, err := os.ReadFile(e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	usePrivatePostmap(t, e, postmap)
+	usePrivatePostmap(t, e)
 	e.mustRun("lists", "create", "first@lists.example.org")
 	e.mustRun("genaliases")
 	working, err := os.ReadFile(e.cfg)
