@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -85,6 +86,7 @@ type Pipeline struct {
 	baseURL  string
 	owner    string
 	secret   []byte
+	macs     sync.Pool // keyed HMACs, see tokenMAC
 	linkLife time.Duration
 	signer   address.VERPSigner
 	notify   func()

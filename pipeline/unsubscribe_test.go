@@ -83,6 +83,18 @@ func TestUnsubscribeToken(t *testing.T) {
 	if u != "https://x.example/unsubscribe?a=a%2Bb%40example.com&l=test.lists.example.org&t="+p.UnsubscribeToken(list, "a+b@example.com", now) {
 		t.Errorf("URL %q", u)
 	}
+	// The URL is written out by hand: whatever the address holds, it
+	// must read back as the same three values.
+	for _, addr := range []string{"o'brien+x@example.com", "a&b=c;d@example.com", "\"sp ace\"%#@example.com"} {
+		pu, err := url.Parse(p.UnsubscribeURL(list, addr, now))
+		if err != nil {
+			t.Fatalf("URL for %s: %v", addr, err)
+		}
+		got := pu.Query()
+		if len(got) != 3 || got.Get("a") != addr || got.Get("l") != list || got.Get("t") != p.UnsubscribeToken(list, addr, now) {
+			t.Errorf("URL for %s reads back as %v", addr, got)
+		}
+	}
 	for _, q := range []*Pipeline{{secret: []byte("k")}, {baseURL: "https://x"}} {
 		if q.UnsubscribeURL(list, "a@b.example", now) != "" {
 			t.Error("URL without base URL or secret")
