@@ -19,8 +19,8 @@
 //
 // Nothing is stored per member: Render builds each member's copy from the
 // stored post and the list's settings when the deliverer sends it, with
-// the member's one-click unsubscribe link derived from a site secret and
-// the subscription's row id (see UnsubscribeURL).
+// the member's one-click unsubscribe link derived from a site secret, the
+// List-Id, the address and the time (see UnsubscribeURL).
 package pipeline
 
 import (
@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -85,6 +86,7 @@ type Pipeline struct {
 	baseURL  string
 	owner    string
 	secret   []byte
+	macs     sync.Pool // keyed HMACs, see tokenMAC
 	linkLife time.Duration
 	signer   address.VERPSigner
 	notify   func()

@@ -44,18 +44,9 @@ func (p *Pipeline) Render(ctx context.Context, job deliver.Job) (deliver.Message
 	if e.verp && len(job.Recipients) == 1 {
 		rcpt := job.Recipients[0]
 		r.Address = rcpt
-		if p.baseURL != "" && len(p.secret) > 0 {
-			// The link is bound to the subscription, so it is looked up
-			// per copy; someone unsubscribed since the fan-out gets the
-			// mailto link only.
-			id, err := p.st.SubscriptionID(ctx, job.ListID, rcpt)
-			if err != nil {
-				return deliver.Message{}, fmt.Errorf("render message %d for list %d: %w", job.MessageID, job.ListID, err)
-			}
-			if id != 0 {
-				r.UnsubscribeURL = p.UnsubscribeURL(e.listID, id, rcpt, p.st.Now())
-			}
-		}
+		// The link needs no lookup: it is checked against the
+		// subscription when it is used.
+		r.UnsubscribeURL = p.UnsubscribeURL(e.listID, rcpt, p.st.Now())
 	}
 	return deliver.Message{Own: e.prepared.Own(r), Shared: e.tail}, nil
 }

@@ -9,10 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,16 +30,17 @@ import (
 //	List-Unsubscribe: <BASE/unsubscribe?l=LIST-ID&a=ADDRESS&t=TOKEN>, <mailto:NAME-leave@DOMAIN>
 //	List-Unsubscribe-Post: List-Unsubscribe=One-Click
 //
-// where LIST-ID is the list's RFC 2919 List-Id and TOKEN the day the copy
-// was rendered followed by an HMAC, under a per-site secret, of the
-// List-Id, the member row id of the subscription, the lower-cased address
-// and that day. Nothing is stored per message: the handler finds the
-// subscription, recomputes the token and compares it in constant time.
-// Member and list ids are never reused (store migration 0120), so a link
-// dies with its subscription: unsubscribing and subscribing again, or
-// removing the list and creating one of the same name, invalidates every
-// link sent before. A link also expires unsubscribe_link_life after the
-// day it was made; a guessed or altered link does nothing.
+// where LIST-ID is the list's RFC 2919 List-Id and TOKEN the second the
+// copy was rendered followed by an HMAC, under a per-site secret, of the
+// List-Id, the lower-cased address and that second. Nothing is stored per
+// message and nothing is looked up per copy: the handler recomputes the
+// HMAC, compares it in constant time, and finds the subscription, which
+// must be no newer than the link. So a link dies with its subscription:
+// unsubscribing and subscribing again, or removing the list and creating
+// one of the same name, makes a subscription newer than every link sent
+// before, and those links no longer work. A link also expires
+// unsubscribe_link_life after it was made; a guessed or altered link does
+// nothing.
 //
 // A POST with the body List-Unsubscribe=One-Click (what mail providers
 // send, RFC 8058 section 3.2) unsubscribes at once. A GET - a person
@@ -46,7 +48,7 @@ import (
 // that makes that same POST: no state changes on GET.
 //
 // The answers never tell a link holder more than the link proves: an
-// expired link is recognised from its (unchecked) day alone, before
+// expired link is recognised from its (unchecked) stamp alone, before
 // anything is looked up, and a wrong token, an unknown list and an
 // address that is not subscribed all get the same page.
 
@@ -81,75 +83,89 @@ const (
 	tokenDigits = "abcdefghijklmnopqrstuvwxyz234567"
 	tokenBytes  = 16
 	tokenMACLen = 26 // tokenEncoding.EncodedLen(tokenBytes)
-	// A token starts with the day it was made (days since 1970-01-01
-	// UTC) in 4 characters, good until the year 4840.
-	tokenDayLen = 4
-	tokenLen    = tokenDayLen + tokenMACLen
-	day         = 24 * time.Hour
+	// A token starts with the second it was made (Unix time) in 7
+	// characters, 35 bits: good until the year 3058.
+	tokenStampLen = 7
+	tokenLen      = tokenStampLen + tokenMACLen
+	// Earlier formats, never honoured: the bare MAC (the link named the
+	// list by row id) and a 4-character day stamp (the MAC bound the
+	// member row id).
+	tokenLenNoStamp = tokenMACLen
+	tokenLenDay     = 4 + tokenMACLen
+	day             = 24 * time.Hour
 )
 
 // DefaultUnsubscribeLinkLife is Options.UnsubscribeLinkLife when none is
 // set ([http] unsubscribe_link_life).
 const DefaultUnsubscribeLinkLife = 365 * day
 
-func dayNumber(t time.Time) int64 {
+func formatStamp(t time.Time) string {
 	u := t.Unix()
-	d := u / int64(day/time.Second)
-	if u < 0 && u%int64(day/time.Second) != 0 {
-		d--
+	if u < 0 {
+		u = 0 // no link is made before 1970; keep the digits in range
 	}
-	return d
-}
-
-func formatDay(d int64) string {
-	var b [tokenDayLen]byte
-	for i := tokenDayLen - 1; i >= 0; i-- {
-		b[i] = tokenDigits[d&31]
-		d >>= 5
+	var b [tokenStampLen]byte
+	for i := tokenStampLen - 1; i >= 0; i-- {
+		b[i] = tokenDigits[u&31]
+		u >>= 5
 	}
 	return string(b[:])
 }
 
-// parseDay returns the start of the day a token names.
-func parseDay(s string) (time.Time, bool) {
-	var d int64
+// parseStamp returns the second a token's stamp names.
+func parseStamp(s string) (time.Time, bool) {
+	if len(s) != tokenStampLen {
+		return time.Time{}, false
+	}
+	var u int64
 	for i := 0; i < len(s); i++ {
 		c := strings.IndexByte(tokenDigits, s[i])
 		if c < 0 {
 			return time.Time{}, false
 		}
-		d = d<<5 | int64(c)
+		u = u<<5 | int64(c)
 	}
-	return time.Unix(d*int64(day/time.Second), 0).UTC(), true
+	return time.Unix(u, 0).UTC(), true
 }
 
-// UnsubscribeToken returns the token of subscription memberID (a member
-// row id, store.SubscriptionID) of member to the list whose List-Id is
-// listID, made at now: its day and 128 bits of HMAC-SHA256. "" without a
-// secret.
-func (p *Pipeline) UnsubscribeToken(listID string, memberID int64, member string, now time.Time) string {
+// UnsubscribeToken returns the token of member's subscription to the list
+// whose List-Id is listID, made at now: its second and 128 bits of
+// HMAC-SHA256. "" without a secret. It needs nothing from the store, so
+// rendering a member's copy costs no lookup; the subscription is bound at
+// click time by its creation time (see serveUnsubscribe).
+func (p *Pipeline) UnsubscribeToken(listID, member string, now time.Time) string {
 	if len(p.secret) == 0 {
 		return ""
 	}
-	d := formatDay(dayNumber(now))
-	return d + p.tokenMAC(listID, memberID, member, d)
+	var b [tokenLen]byte
+	stamp := formatStamp(now)
+	copy(b[:], stamp)
+	p.tokenMAC(b[tokenStampLen:], listID, member, stamp)
+	return string(b[:])
 }
 
-func (p *Pipeline) tokenMAC(listID string, memberID int64, member, day string) string {
-	h := hmac.New(sha256.New, p.secret)
-	h.Write([]byte("postlist-unsubscribe-v2\x00"))
-	h.Write([]byte(strings.ToLower(listID)))
+// tokenMAC writes the MAC part of a token into dst (tokenMACLen bytes).
+// It runs for every member's copy, so the keyed hash is reused: keying
+// one costs as much as hashing the message.
+func (p *Pipeline) tokenMAC(dst []byte, listID, member, stamp string) {
+	h, _ := p.macs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, p.secret)
+	}
+	h.Reset()
+	io.WriteString(h, "postlist-unsubscribe-v3\x00")
+	io.WriteString(h, strings.ToLower(listID))
 	h.Write([]byte{0})
-	h.Write([]byte(strconv.FormatInt(memberID, 10)))
+	io.WriteString(h, strings.ToLower(member))
 	h.Write([]byte{0})
-	h.Write([]byte(strings.ToLower(member)))
-	h.Write([]byte{0})
-	h.Write([]byte(day))
-	return tokenEncoding.EncodeToString(h.Sum(nil)[:tokenBytes])
+	io.WriteString(h, stamp)
+	var sum [sha256.Size]byte
+	tokenEncoding.Encode(dst, h.Sum(sum[:0])[:tokenBytes])
+	p.macs.Put(h)
 }
 
-// tokenState is what the day of a token says, before anything is looked
-// up.
+// tokenState is what the stamp of a token says, before anything is
+// looked up.
 type tokenState int
 
 const (
@@ -158,43 +174,66 @@ const (
 	tokenMalformed
 )
 
-// tokenAge judges token's day at now: made more than the link life ago
-// (counted from the end of that day), or not a day at all, or more than a
-// day ahead (no clock steps back that far).
-func (p *Pipeline) tokenAge(token string, now time.Time) tokenState {
-	made, ok := parseDay(token[:tokenDayLen])
+// tokenAge judges token's stamp at now: made more than the link life ago,
+// or not a stamp at all, or more than a day ahead (no clock steps back
+// that far). It also returns the time the stamp names.
+func (p *Pipeline) tokenAge(token string, now time.Time) (time.Time, tokenState) {
+	made, ok := parseStamp(token[:tokenStampLen])
 	if !ok || made.After(now.Add(day)) {
-		return tokenMalformed
+		return time.Time{}, tokenMalformed
 	}
-	if now.Sub(made.Add(day)) > p.linkLife {
-		return tokenExpired
+	if now.Sub(made) > p.linkLife {
+		return made, tokenExpired
 	}
-	return tokenCurrent
+	return made, tokenCurrent
 }
 
-// validToken reports whether token was made for subscription memberID of
-// member to listID, in constant time.
-func (p *Pipeline) validToken(listID string, memberID int64, member, token string) bool {
+// validToken reports whether token's MAC is the one made for member of
+// listID at the token's stamp, in constant time. Whether the stamp is
+// recent, and not older than the subscription, is the caller's to check.
+func (p *Pipeline) validToken(listID, member, token string) bool {
 	if len(p.secret) == 0 || len(token) != tokenLen {
 		return false
 	}
 	token = strings.ToLower(token)
-	want := p.tokenMAC(listID, memberID, member, token[:tokenDayLen])
-	return hmac.Equal([]byte(token[tokenDayLen:]), []byte(want))
+	var want [tokenMACLen]byte
+	p.tokenMAC(want[:], listID, member, token[:tokenStampLen])
+	return hmac.Equal([]byte(token[tokenStampLen:]), want[:])
 }
 
-// UnsubscribeURL returns member's one-click URL for subscription memberID
-// to the list whose List-Id is listID, made at now, or "" when there is no
-// base URL or no secret.
-func (p *Pipeline) UnsubscribeURL(listID string, memberID int64, member string, now time.Time) string {
+// madeForSubscription reports whether a link stamped made can have been
+// sent to a subscription created at created. Stamps count whole seconds,
+// so created is too: a link rendered in the second its subscription was
+// created still works, and a subscription made in a later second than
+// the link - the address left and joined again, or the list was removed
+// and created again under the same name - is not one the link was sent
+// to.
+func madeForSubscription(made, created time.Time) bool {
+	return !created.Truncate(time.Second).After(made)
+}
+
+// UnsubscribeURL returns member's one-click URL for the list whose
+// List-Id is listID, made at now, or "" when there is no base URL or no
+// secret.
+func (p *Pipeline) UnsubscribeURL(listID, member string, now time.Time) string {
 	if p.baseURL == "" || len(p.secret) == 0 {
 		return ""
 	}
-	q := url.Values{}
-	q.Set("l", listID)
-	q.Set("a", member)
-	q.Set("t", p.UnsubscribeToken(listID, memberID, member, now))
-	return p.baseURL + UnsubscribePath + "?" + q.Encode()
+	// Written out rather than through url.Values, which costs a map and
+	// a sort per copy; the same order and escaping (a, l, t).
+	tok := p.UnsubscribeToken(listID, member, now)
+	a, l := url.QueryEscape(member), url.QueryEscape(listID)
+	var b strings.Builder
+	b.Grow(len(p.baseURL) + len(UnsubscribePath) + len(a) + len(l) + len(tok) + 10)
+	b.WriteString(p.baseURL)
+	b.WriteString(UnsubscribePath)
+	b.WriteString("?a=")
+	b.WriteString(a)
+	b.WriteString("&l=")
+	b.WriteString(l)
+	b.WriteString("&t=")
+	b.WriteString(tok)
+	return b.String()
 }
 
 // maxUnsubscribeBody bounds what a POST may send; the real body is 26
@@ -254,9 +293,11 @@ func (p *Pipeline) serveUnsubscribe(w http.ResponseWriter, r *http.Request) {
 	listID := q.Get("l")
 	addr, aerr := address.Normalize(q.Get("a"))
 	token := strings.ToLower(q.Get("t"))
-	if len(token) == tokenMACLen {
-		// A link from before tokens had a day (l was a row id): never
-		// honoured, since that id may name another list by now.
+	if len(token) == tokenLenNoStamp || len(token) == tokenLenDay {
+		// A link in an earlier format: never honoured. The oldest named
+		// the list by a row id that may be another list's by now; both
+		// are older than the links that replaced them, so "expired" is
+		// the truth.
 		p.expired(w, r, listID)
 		return
 	}
@@ -265,7 +306,8 @@ func (p *Pipeline) serveUnsubscribe(w http.ResponseWriter, r *http.Request) {
 			Message: "This unsubscribe link is incomplete or damaged. Copy the whole link from the message, or unsubscribe by mail with the address in the List-Unsubscribe header."})
 		return
 	}
-	switch p.tokenAge(token, p.st.Now()) {
+	made, state := p.tokenAge(token, p.st.Now())
+	switch state {
 	case tokenExpired:
 		p.expired(w, r, listID)
 		return
@@ -284,12 +326,15 @@ func (p *Pipeline) serveUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
-	memberID, err := p.st.SubscriptionID(ctx, l.ID, addr)
+	memberID, created, err := p.st.Subscription(ctx, l.ID, addr)
 	if err != nil {
 		p.serverError(w, r, err)
 		return
 	}
-	if memberID == 0 || !p.validToken(l.ListID, memberID, addr, token) {
+	// The MAC proves who the link was made for and when; the creation
+	// time ties it to this subscription: every subscription newer than
+	// the link is one it was not sent to.
+	if memberID == 0 || !p.validToken(l.ListID, addr, token) || !madeForSubscription(made, created) {
 		p.unknownLink(w, r, listID)
 		return
 	}

@@ -17,11 +17,7 @@ import (
 // link returns addr's one-click URL on list as Render makes it now.
 func (e *env) link(list *store.List, addr string) string {
 	e.t.Helper()
-	id, err := e.st.SubscriptionID(context.Background(), list.ID, addr)
-	if err != nil || id == 0 {
-		e.t.Fatalf("subscription of %s to %s: %d, %v", addr, list.Address, id, err)
-	}
-	u := e.p.UnsubscribeURL(list.ListID, id, addr, e.st.Now())
+	u := e.p.UnsubscribeURL(list.ListID, addr, e.st.Now())
 	if u == "" {
 		e.t.Fatal("no unsubscribe URL")
 	}
@@ -32,67 +28,98 @@ func TestUnsubscribeToken(t *testing.T) {
 	p := &Pipeline{secret: []byte("k1"), baseURL: "https://x.example"}
 	const list = "test.lists.example.org"
 	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
-	tok := p.UnsubscribeToken(list, 5, "alice@example.com", now)
-	if len(tok) != 30 || strings.ToLower(tok) != tok || strings.Trim(tok, tokenDigits) != "" {
-		t.Fatalf("token %q, want 30 lower-case base32 characters", tok)
+	tok := p.UnsubscribeToken(list, "alice@example.com", now)
+	if len(tok) != tokenLen || tokenLen != 33 || strings.ToLower(tok) != tok || strings.Trim(tok, tokenDigits) != "" {
+		t.Fatalf("token %q, want 33 lower-case base32 characters", tok)
 	}
 	same := []struct {
-		list   string
-		member int64
-		addr   string
-		at     time.Time
+		list string
+		addr string
+		at   time.Time
 	}{
-		{list, 5, "alice@example.com", now},
-		{"Test.Lists.Example.ORG", 5, "Alice@Example.COM", now},
-		{list, 5, "alice@example.com", now.Add(20 * time.Hour)}, // same day
+		{list, "alice@example.com", now},
+		{"Test.Lists.Example.ORG", "Alice@Example.COM", now},
+		{list, "alice@example.com", now.Add(999 * time.Millisecond)}, // same second
 	}
 	for _, s := range same {
-		if got := p.UnsubscribeToken(s.list, s.member, s.addr, s.at); got != tok {
-			t.Errorf("token(%s, %d, %s, %s) = %s, want %s", s.list, s.member, s.addr, s.at, got, tok)
+		if got := p.UnsubscribeToken(s.list, s.addr, s.at); got != tok {
+			t.Errorf("token(%s, %s, %s) = %s, want %s", s.list, s.addr, s.at, got, tok)
 		}
 	}
 	differ := []struct {
-		p      *Pipeline
-		list   string
-		member int64
-		addr   string
-		at     time.Time
+		p    *Pipeline
+		list string
+		addr string
+		at   time.Time
 	}{
-		{p, "other.lists.example.org", 5, "alice@example.com", now},
-		{p, list, 6, "alice@example.com", now},
-		{p, list, 5, "bob@example.com", now},
-		{p, list, 5, "alice@example.com", now.Add(day)},
-		{&Pipeline{secret: []byte("k2")}, list, 5, "alice@example.com", now},
+		{p, "other.lists.example.org", "alice@example.com", now},
+		{p, list, "bob@example.com", now},
+		{p, list, "alice@example.com", now.Add(time.Second)},
+		{&Pipeline{secret: []byte("k2")}, list, "alice@example.com", now},
 	}
 	for _, d := range differ {
-		if got := d.p.UnsubscribeToken(d.list, d.member, d.addr, d.at); got == tok {
-			t.Errorf("token(%s, %d, %s, %s) with secret %q equals the first", d.list, d.member, d.addr, d.at, d.p.secret)
+		if got := d.p.UnsubscribeToken(d.list, d.addr, d.at); got == tok {
+			t.Errorf("token(%s, %s, %s) with secret %q equals the first", d.list, d.addr, d.at, d.p.secret)
 		}
 	}
-	if got := (&Pipeline{}).UnsubscribeToken(list, 5, "alice@example.com", now); got != "" {
+	if got := (&Pipeline{}).UnsubscribeToken(list, "alice@example.com", now); got != "" {
 		t.Errorf("token without a secret: %q", got)
 	}
-	if !p.validToken(list, 5, "alice@example.com", strings.ToUpper(tok)) {
+	if !p.validToken(list, "alice@example.com", strings.ToUpper(tok)) {
 		t.Error("an upper-cased token is refused")
 	}
-	for i, c := range []byte{tok[len(tok)-1], tok[0]} {
+	for i, c := range []byte{tok[len(tok)-1], tok[tokenStampLen-1]} {
 		altered := []byte(tok)
 		pos := len(tok) - 1
 		if i == 1 {
-			pos = 0 // the day: a replay made to look recent
+			pos = tokenStampLen - 1 // the stamp: a link made to look newer
 		}
 		altered[pos] = map[bool]byte{true: 'b', false: 'a'}[c == 'a']
-		if p.validToken(list, 5, "alice@example.com", string(altered)) {
+		if p.validToken(list, "alice@example.com", string(altered)) {
 			t.Errorf("an altered token %s is accepted", altered)
 		}
 	}
-	u := p.UnsubscribeURL(list, 7, "a+b@example.com", now)
-	if u != "https://x.example/unsubscribe?a=a%2Bb%40example.com&l=test.lists.example.org&t="+p.UnsubscribeToken(list, 7, "a+b@example.com", now) {
+	u := p.UnsubscribeURL(list, "a+b@example.com", now)
+	if u != "https://x.example/unsubscribe?a=a%2Bb%40example.com&l=test.lists.example.org&t="+p.UnsubscribeToken(list, "a+b@example.com", now) {
 		t.Errorf("URL %q", u)
 	}
+	// The URL is written out by hand: whatever the address holds, it
+	// must read back as the same three values.
+	for _, addr := range []string{"o'brien+x@example.com", "a&b=c;d@example.com", "\"sp ace\"%#@example.com"} {
+		pu, err := url.Parse(p.UnsubscribeURL(list, addr, now))
+		if err != nil {
+			t.Fatalf("URL for %s: %v", addr, err)
+		}
+		got := pu.Query()
+		if len(got) != 3 || got.Get("a") != addr || got.Get("l") != list || got.Get("t") != p.UnsubscribeToken(list, addr, now) {
+			t.Errorf("URL for %s reads back as %v", addr, got)
+		}
+	}
 	for _, q := range []*Pipeline{{secret: []byte("k")}, {baseURL: "https://x"}} {
-		if q.UnsubscribeURL(list, 1, "a@b.example", now) != "" {
+		if q.UnsubscribeURL(list, "a@b.example", now) != "" {
 			t.Error("URL without base URL or secret")
+		}
+	}
+}
+
+// TestTokenStamp: the stamp is the issue second, read back exactly, and
+// its width lasts far beyond 2100.
+func TestTokenStamp(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Unix(0, 0),
+		time.Date(2026, 12, 8, 3, 4, 5, 0, time.UTC),
+		time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(3000, 12, 31, 23, 59, 59, 0, time.UTC),
+	} {
+		s := formatStamp(at)
+		got, ok := parseStamp(s)
+		if !ok || !got.Equal(at) || len(s) != tokenStampLen {
+			t.Errorf("stamp of %s: %q read back as %s, %v", at, s, got, ok)
+		}
+	}
+	for _, bad := range []string{"aaaaaa1", "aaaaaa", "aaaaaaaa", "AAAAAAA"} {
+		if _, ok := parseStamp(bad); ok {
+			t.Errorf("stamp %q accepted", bad)
 		}
 	}
 }
@@ -158,14 +185,19 @@ func TestUnsubscribeHandler(t *testing.T) {
 		{name: "missing token", method: "GET", target: "/unsubscribe?l=test.lists.example.org&a=bob%40example.net", status: 400, contains: "incomplete", member: true},
 		{name: "no list", method: "GET", target: withQ("l", ""), status: 400, member: true},
 		{name: "bad address", method: "GET", target: withQ("a", "not an address"), status: 400, member: true},
-		{name: "forged token", method: "POST", target: withQ("t", q.Get("t")[:4]+strings.Repeat("a", 26)), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
+		{name: "forged token", method: "POST", target: withQ("t", q.Get("t")[:tokenStampLen]+strings.Repeat("a", tokenMACLen)), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
 		{name: "token of another member", method: "POST", target: withQ("a", "alice@example.com"), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
 		{name: "address not subscribed", method: "GET", target: withQ("a", "stranger@example.com"), status: 404, contains: "not valid", member: true},
 		{name: "token for another list", method: "GET", target: withQ("l", "open.lists.example.org"), status: 404, contains: "not valid", member: true},
 		{name: "list that does not exist", method: "GET", target: withQ("l", "gone.lists.example.org"), status: 404, contains: "not valid", member: true},
-		{name: "day moved back past the life", method: "POST", target: withQ("t", "aaaa"+q.Get("t")[4:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
-		{name: "day from the future", method: "POST", target: withQ("t", "7777"+q.Get("t")[4:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
-		{name: "link from before day stamps", method: "POST", target: "/unsubscribe?a=bob%40example.net&l=1&t=" + strings.Repeat("a", 26), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
+		{name: "stamp moved back past the life", method: "POST", target: withQ("t", "aaaaaaa"+q.Get("t")[tokenStampLen:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
+		{name: "stamp from the future", method: "POST", target: withQ("t", "7777777"+q.Get("t")[tokenStampLen:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
+		{name: "stamp not base32", method: "POST", target: withQ("t", "aaaaaa1"+q.Get("t")[tokenStampLen:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 404, contains: "not valid", member: true},
+		{name: "token one character short", method: "POST", target: withQ("t", q.Get("t")[1:]), body: "List-Unsubscribe=One-Click", contentType: form, status: 400, contains: "incomplete", member: true},
+		{name: "link from before stamps", method: "POST", target: "/unsubscribe?a=bob%40example.net&l=1&t=" + strings.Repeat("a", 26), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
+		// The day-stamped format bound the member row id; a link in it,
+		// even one whose day is today, is never honoured.
+		{name: "link with a day stamp", method: "POST", target: withQ("t", formatDayStamp(e.st.Now())+strings.Repeat("a", tokenMACLen)), body: "List-Unsubscribe=One-Click", contentType: form, status: 410, contains: "expired", member: true},
 		{name: "POST without the RFC 8058 body", method: "POST", target: path, body: "foo=bar", contentType: form, status: 400, contains: "One-Click", member: true},
 		{name: "PUT", method: "PUT", target: path, status: 405, member: true},
 		{name: "one-click POST", method: "POST", target: path, body: "List-Unsubscribe=One-Click", contentType: form, status: 200, contains: "has been unsubscribed"},
@@ -223,7 +255,7 @@ func TestUnsubscribeHandler(t *testing.T) {
 			n++
 		}
 		for k, v := range l.ContextMap() {
-			if s, ok := v.(string); ok && strings.Contains(s, q.Get("t")[4:]) {
+			if s, ok := v.(string); ok && strings.Contains(s, q.Get("t")[tokenStampLen:]) {
 				t.Errorf("token logged in %s of %q", k, l.Message)
 			}
 		}
@@ -291,8 +323,8 @@ func TestUnsubscribeLinkBinding(t *testing.T) {
 		return ok
 	}
 	clock := func(e *env, at time.Time) { e.st.Now = func() time.Time { return at } }
-	made := time.Date(2026, 12, 8, 15, 0, 0, 0, time.UTC)
-	endOfDay := time.Date(2026, 12, 9, 0, 0, 0, 0, time.UTC)
+	// Members are created on the wall clock; a link is made after them.
+	made := time.Now().UTC().Truncate(time.Second).Add(time.Minute)
 
 	for _, tc := range []struct {
 		name   string
@@ -301,10 +333,14 @@ func TestUnsubscribeLinkBinding(t *testing.T) {
 		status int
 	}{
 		{"the next day", 0, made.Add(day), 200},
-		{"last second of the default life", 0, endOfDay.Add(DefaultUnsubscribeLinkLife), 200},
-		{"a second after the default life", 0, endOfDay.Add(DefaultUnsubscribeLinkLife + time.Second), 410},
-		{"within a configured 30 days", 30 * day, endOfDay.Add(29 * day), 200},
-		{"after a configured 30 days", 30 * day, endOfDay.Add(31 * day), 410},
+		{"last second of the default life", 0, made.Add(DefaultUnsubscribeLinkLife), 200},
+		{"a second after the default life", 0, made.Add(DefaultUnsubscribeLinkLife + time.Second), 410},
+		{"within a configured 30 days", 30 * day, made.Add(30 * day), 200},
+		{"after a configured 30 days", 30 * day, made.Add(30*day + time.Second), 410},
+		// A clock stepped back a little must not kill fresh links; a
+		// stamp further ahead than that was never issued.
+		{"clock 23 hours behind the stamp", 0, made.Add(-23 * time.Hour), 200},
+		{"stamp more than a day ahead", 0, made.Add(-day - time.Second), 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -324,12 +360,28 @@ func TestUnsubscribeLinkBinding(t *testing.T) {
 		})
 	}
 
+	// nextSecond waits until the wall clock, which stamps new members,
+	// is past the second link was made in.
+	nextSecond := func(t *testing.T, link string) {
+		t.Helper()
+		u, err := url.Parse(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamp, ok := parseStamp(u.Query().Get("t")[:tokenStampLen])
+		if !ok {
+			t.Fatalf("link %s has no stamp", link)
+		}
+		time.Sleep(time.Until(stamp.Add(time.Second + 10*time.Millisecond)))
+	}
+
 	t.Run("re-subscribing invalidates", func(t *testing.T) {
 		e := newEnv(t)
 		old := e.link(e.list, "bob@example.net")
 		if removed, err := e.st.Unsubscribe(ctx, e.list.ID, "bob@example.net", "test"); err != nil || !removed {
 			t.Fatalf("unsubscribe: %v %v", removed, err)
 		}
+		nextSecond(t, old)
 		e.add("member", "bob@example.net")
 		if got := oneClick(t, e, old); got != 404 {
 			t.Errorf("old link after re-subscribing: status %d, want 404", got)
@@ -367,6 +419,7 @@ func TestUnsubscribeLinkBinding(t *testing.T) {
 		if got := oneClick(t, e, old); got != 404 {
 			t.Errorf("link of a removed list: status %d, want 404", got)
 		}
+		nextSecond(t, old)
 		if _, err := e.st.CreateList(ctx, addr); err != nil {
 			t.Fatal(err)
 		}
@@ -384,4 +437,38 @@ func TestUnsubscribeLinkBinding(t *testing.T) {
 			t.Error("the old link removed dave from the new list")
 		}
 	})
+}
+
+// TestMadeForSubscription: stamps count whole seconds, so a link made in
+// the second its subscription was created works, and one made before the
+// second the subscription was created does not.
+func TestMadeForSubscription(t *testing.T) {
+	made := time.Date(2026, 12, 8, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		created time.Time
+		want    bool
+	}{
+		{made.Add(-day), true},
+		{made.Add(-time.Millisecond), true},
+		{made, true},
+		{made.Add(999 * time.Millisecond), true},
+		{made.Add(time.Second), false},
+		{made.Add(day), false},
+	} {
+		if got := madeForSubscription(made, tc.created); got != tc.want {
+			t.Errorf("link made %s, subscription created %s: %v, want %v", made, tc.created, got, tc.want)
+		}
+	}
+}
+
+// formatDayStamp is the stamp of the format before seconds: 4 base32
+// digits of the day number.
+func formatDayStamp(at time.Time) string {
+	d := at.Unix() / int64(day/time.Second)
+	var b [4]byte
+	for i := 3; i >= 0; i-- {
+		b[i] = tokenDigits[d&31]
+		d >>= 5
+	}
+	return string(b[:])
 }

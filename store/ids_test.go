@@ -78,9 +78,9 @@ func TestListAndMemberIDsNeverReused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id, err := s.SubscriptionID(ctx, l.ID, addr)
+		id, _, err := s.Subscription(ctx, l.ID, addr)
 		if err != nil || id == 0 {
-			t.Fatalf("SubscriptionID(%s, %s) = %d, %v", list, addr, id, err)
+			t.Fatalf("Subscription(%s, %s) = %d, %v", list, addr, id, err)
 		}
 		return id
 	}

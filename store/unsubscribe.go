@@ -5,13 +5,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // What a one-click unsubscribe link (pipeline.UnsubscribeURL) is checked
 // against: the list by its RFC 2919 List-Id, which names the list and not
-// a row, and the subscription by its member row id, which is never reused
-// (migration 0120), so that removing the list or the subscription
-// invalidates every link made for it.
+// a row, and the address's subscription by its creation time. The link
+// carries the second it was made and is honoured only for a subscription
+// created no later, so that removing the list or the subscription, and
+// creating it again, invalidates every link made before. The subscription
+// is then removed by its member row id, which is never reused (migration
+// 0120).
 
 // ListByListID returns the list whose RFC 2919 List-Id is listID
 // ("test.lists.example.org"); ErrNotFound if there is none.
@@ -28,23 +32,26 @@ func (s *Store) ListByListID(ctx context.Context, listID string) (*List, error) 
 	return l, nil
 }
 
-// SubscriptionID returns the id of addr's member row (role member) on
-// listID, 0 if addr is not subscribed. A new subscription of the same
-// address gets a new id.
-func (s *Store) SubscriptionID(ctx context.Context, listID int64, addr string) (int64, error) {
+// Subscription returns the id and creation time of addr's member row
+// (role member) on listID; id 0 if addr is not subscribed. A new
+// subscription of the same address gets a new id and a new creation time.
+func (s *Store) Subscription(ctx context.Context, listID int64, addr string) (id int64, created time.Time, err error) {
 	stmt, err := s.subscriptionStmt(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("subscription of %s: %w", addr, err)
+		return 0, time.Time{}, fmt.Errorf("subscription of %s: %w", addr, err)
 	}
-	var id int64
-	err = stmt.QueryRowContext(ctx, listID, addr).Scan(&id)
+	var at string
+	err = stmt.QueryRowContext(ctx, listID, addr).Scan(&id, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+		return 0, time.Time{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("subscription of %s: %w", addr, err)
+		return 0, time.Time{}, fmt.Errorf("subscription of %s: %w", addr, err)
 	}
-	return id, nil
+	if created, err = ParseTime(at); err != nil {
+		return 0, time.Time{}, fmt.Errorf("subscription of %s: created_at %q: %w", addr, at, err)
+	}
+	return id, created, nil
 }
 
 // UnsubscribeSubscription removes the member row memberID (addr's
@@ -71,16 +78,15 @@ func (s *Store) UnsubscribeSubscription(ctx context.Context, listID, memberID in
 	return removed, nil
 }
 
-// subscriptionStmt is SubscriptionID's query, prepared once: Render runs
-// it for every member's copy, and preparing it each time costs more than
-// running it.
+// subscriptionStmt is Subscription's query, prepared once for the life
+// of the store (Close closes it).
 func (s *Store) subscriptionStmt(ctx context.Context) (*sql.Stmt, error) {
 	s.subMu.Lock()
 	defer s.subMu.Unlock()
 	if s.subStmt != nil {
 		return s.subStmt, nil
 	}
-	stmt, err := s.r.PrepareContext(ctx, `SELECT id FROM members WHERE list_id = ? AND address = ? AND role = 'member'`)
+	stmt, err := s.r.PrepareContext(ctx, `SELECT id, created_at FROM members WHERE list_id = ? AND address = ? AND role = 'member'`)
 	if err != nil {
 		return nil, err
 	}
