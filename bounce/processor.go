@@ -19,7 +19,7 @@ import (
 
 // Defaults for zero Options fields.
 const (
-	DefaultPollInterval = time.Second
+	DefaultPollInterval = stage.DefaultPollInterval
 	// DefaultSweepInterval is how often disabled members are checked for
 	// warnings and removal; warnings are days apart, so minutes of delay
 	// do not matter.
@@ -50,86 +50,53 @@ type Options struct {
 // Processor handles -bounces intake and the warnings and removals of
 // members whose delivery bounces disabled.
 type Processor struct {
-	o        Options
-	st       *store.Store
-	log      *zap.Logger
-	kick     stage.Kicker
-	failures stage.Failures
+	o     Options
+	st    *store.Store
+	log   *zap.Logger
+	stage *stage.Stage
 }
 
 // New returns a Processor; Run starts it.
 func New(o Options) *Processor {
-	if o.Log == nil {
-		o.Log = zap.NewNop()
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
-	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
 	if o.Now == nil && o.Store != nil {
 		o.Now = o.Store.Now
 	}
+	p := &Processor{o: o, st: o.Store}
+	p.stage = stage.New(stage.Config{
+		Name: "bounce", Kinds: []string{"bounces"}, Store: o.Store, Log: o.Log, PollInterval: o.PollInterval,
+		Process: p.process, Notify: o.Notify, Then: p.scoreRecorded,
+		Chores: []stage.Chore{{Name: "sweeping members disabled by bounces", Every: o.SweepInterval, Do: p.Sweep}},
+	})
+	p.log = p.stage.Log()
 	if len(o.Signer.Key) == 0 {
-		o.Log.Warn("no VERP signing key: signed bounce addresses cannot be verified, so only lists accepting unsigned VERP score VERP bounces")
+		p.log.Warn("no VERP signing key: signed bounce addresses cannot be verified, so only lists accepting unsigned VERP score VERP bounces")
 	}
-	return &Processor{o: o, st: o.Store, log: o.Log, kick: stage.NewKicker()}
+	return p
 }
 
 // Kick wakes Run, e.g. after LMTP committed new intake rows. It never
 // blocks.
-func (p *Processor) Kick() { p.kick.Kick() }
+func (p *Processor) Kick() { p.stage.Kick() }
 
 // Run processes -bounces intake rows and the bounces the deliverer
 // recorded, and every SweepInterval warns and removes disabled members,
 // until ctx ends. It returns nil when ctx ends.
-func (p *Processor) Run(ctx context.Context) error {
-	if p.st == nil {
-		return errors.New("bounce: Options.Store is required")
-	}
-	var lastSweep time.Time
-	stage.Loop(ctx, p.o.PollInterval, p.kick, p.log, func(ctx context.Context) (int, error) {
-		n, err := p.RunOnce(ctx)
-		if err != nil || time.Since(lastSweep) < p.o.SweepInterval {
-			return n, err
-		}
-		if err := p.Sweep(ctx); err != nil {
-			return n, err
-		}
-		lastSweep = time.Now()
-		return n, nil
-	})
-	return nil
-}
+func (p *Processor) Run(ctx context.Context) error { return p.stage.Run(ctx) }
 
 // RunOnce processes the -bounces mail waiting now and the bounces the
 // deliverer recorded (up to one batch of each) and returns how many items
 // it took. An error means the database failed.
-func (p *Processor) RunOnce(ctx context.Context) (int, error) {
-	items, err := p.st.PendingIntake(ctx, stage.BatchSize, "bounces")
-	if err != nil {
-		return 0, err
-	}
-	queued := false
-	defer func() { p.wake(queued) }()
-	for _, it := range items {
-		var q bool
-		err := stage.Protect(p.log, func() (err error) {
-			q, err = p.process(ctx, it)
-			return err
-		})
-		queued = queued || q
-		if err != nil {
-			if stage.Transient(ctx, err) {
-				return 0, err
-			}
-			p.failures.Fail(ctx, p.st, p.log, it, err)
-		}
-	}
+func (p *Processor) RunOnce(ctx context.Context) (int, error) { return p.stage.RunOnce(ctx) }
+
+// scoreRecorded scores up to one batch of the bounces the deliverer
+// recorded.
+func (p *Processor) scoreRecorded(ctx context.Context) (n int, queued bool, err error) {
 	recorded, err := p.st.UnprocessedBounces(ctx, stage.BatchSize)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	for _, b := range recorded {
 		q, err := p.applyRecorded(ctx, b)
@@ -138,16 +105,16 @@ func (p *Processor) RunOnce(ctx context.Context) (int, error) {
 			continue
 		}
 		if stage.Transient(ctx, err) {
-			return 0, err
+			return 0, queued, err
 		}
 		// A row that cannot be scored must not block the ones behind it.
 		p.log.Error("scoring a recorded bounce failed; marking it processed unscored",
 			zap.Int64("bounce_id", b.ID), zap.String("rcpt", address.Redact(b.Address, "")), zap.Error(err))
 		if err := p.st.ApplyBounce(ctx, b, b.ReceivedAt, nil); err != nil && !errors.Is(err, store.ErrAlreadyDone) {
-			return 0, err
+			return 0, queued, err
 		}
 	}
-	return max(len(items), len(recorded)), nil
+	return len(recorded), queued, nil
 }
 
 func (p *Processor) wake(queued bool) {

@@ -23,7 +23,7 @@ const (
 	// DefaultModeratorTokenLifetime is how long a request waits for a
 	// moderator (Mailman's moderator_request_life).
 	DefaultModeratorTokenLifetime = 180 * 24 * time.Hour
-	DefaultPollInterval           = time.Second
+	DefaultPollInterval           = stage.DefaultPollInterval
 	// purgeInterval is how often expired requests are deleted (Mailman's
 	// task runner evicts them hourly).
 	purgeInterval = time.Hour
@@ -61,11 +61,10 @@ type Options struct {
 // are safe for concurrent use, but one Run at a time is enough: rows are
 // processed in order.
 type Processor struct {
-	o        Options
-	st       *store.Store
-	log      *zap.Logger
-	kick     stage.Kicker
-	failures stage.Failures
+	o     Options
+	st    *store.Store
+	log   *zap.Logger
+	stage *stage.Stage
 }
 
 // kinds are the intake kinds a Processor takes; posts belong to the
@@ -74,78 +73,43 @@ var kinds = []string{"request", "join", "leave", "confirm", "owner"}
 
 // New returns a Processor; Run starts it.
 func New(o Options) *Processor {
-	if o.Log == nil {
-		o.Log = zap.NewNop()
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = DefaultPollInterval
-	}
 	if o.TokenLifetime <= 0 {
 		o.TokenLifetime = DefaultTokenLifetime
 	}
 	if o.ModeratorTokenLifetime <= 0 {
 		o.ModeratorTokenLifetime = DefaultModeratorTokenLifetime
 	}
-	return &Processor{o: o, st: o.Store, log: o.Log, kick: stage.NewKicker()}
+	p := &Processor{o: o, st: o.Store}
+	p.stage = stage.New(stage.Config{
+		Name: "commands", Kinds: kinds, Store: o.Store, Log: o.Log, PollInterval: o.PollInterval,
+		Process: p.process, Notify: o.Notify,
+		Chores: []stage.Chore{{Name: "deleting expired requests", Every: purgeInterval, Do: p.purge}},
+	})
+	p.log = p.stage.Log()
+	return p
 }
 
 // Kick wakes Run, e.g. after LMTP committed new intake rows. It never
 // blocks.
-func (p *Processor) Kick() { p.kick.Kick() }
+func (p *Processor) Kick() { p.stage.Kick() }
 
 // Run processes intake rows of kinds request, join, leave, confirm and
 // owner until ctx ends, and deletes expired requests hourly. It returns
 // nil when ctx ends.
-func (p *Processor) Run(ctx context.Context) error {
-	if p.st == nil {
-		return errors.New("commands: Options.Store is required")
-	}
-	var lastPurge time.Time
-	stage.Loop(ctx, p.o.PollInterval, p.kick, p.log, func(ctx context.Context) (int, error) {
-		if time.Since(lastPurge) >= purgeInterval {
-			if n, err := p.st.PurgeExpiredTokens(ctx); err != nil {
-				p.log.Warn("deleting expired requests failed", zap.Error(err))
-			} else {
-				lastPurge = time.Now()
-				if n > 0 {
-					p.log.Info("expired requests deleted", zap.Int("requests", n))
-				}
-			}
-		}
-		return p.RunOnce(ctx)
-	})
-	return nil
-}
+func (p *Processor) Run(ctx context.Context) error { return p.stage.Run(ctx) }
 
 // RunOnce processes the rows waiting now (up to one batch) and returns how
 // many it took. An error means the database failed; unfinished rows stay
 // new.
-func (p *Processor) RunOnce(ctx context.Context) (int, error) {
-	items, err := p.st.PendingIntake(ctx, stage.BatchSize, kinds...)
-	if err != nil {
-		return 0, err
+func (p *Processor) RunOnce(ctx context.Context) (int, error) { return p.stage.RunOnce(ctx) }
+
+// purge deletes the requests that expired.
+func (p *Processor) purge(ctx context.Context) error {
+	n, err := p.st.PurgeExpiredTokens(ctx)
+	if err == nil && n > 0 {
+		p.log.Info("expired requests deleted", zap.Int("requests", n))
 	}
-	queued := false
-	defer func() {
-		if queued && p.o.Notify != nil {
-			p.o.Notify()
-		}
-	}()
-	for _, it := range items {
-		var sent bool
-		err := stage.Protect(p.log, func() (err error) {
-			sent, err = p.process(ctx, it)
-			return err
-		})
-		queued = queued || sent
-		if err != nil {
-			if stage.Transient(ctx, err) {
-				return 0, err
-			}
-			p.failures.Fail(ctx, p.st, p.log, it, err)
-		}
-	}
-	return len(items), nil
+	return err
 }
 
 // process handles one intake row and reports whether mail was queued.

@@ -90,39 +90,32 @@ type Pipeline struct {
 	linkLife time.Duration
 	signer   address.VERPSigner
 	notify   func()
-	poll     time.Duration
 	heldLife time.Duration
 	maxAuto  int
-	kick     stage.Kicker
+	stage    *stage.Stage
 	cache    renderCache
-
-	failures stage.Failures // for poison posts
 }
 
 // New returns a Pipeline. It does not start anything: Run processes
 // intake, Render and UnsubscribeHandler serve the deliverer and the HTTP
 // listener.
 func New(o Options) *Pipeline {
-	log := o.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	poll := o.PollInterval
-	if poll <= 0 {
-		poll = time.Second
-	}
 	p := &Pipeline{
 		st:      o.Store,
-		log:     log,
 		delim:   o.Delimiter,
 		baseURL: strings.TrimRight(o.BaseURL, "/"),
 		owner:   o.SiteOwner,
 		secret:  o.Secret,
 		signer:  o.Signer,
 		notify:  o.Notify,
-		poll:    poll,
-		kick:    stage.NewKicker(),
 	}
+	// The pipeline wakes the deliverer itself, right after each decision
+	// (as after a moderator's), so the stage has no Notify.
+	p.stage = stage.New(stage.Config{
+		Name: "pipeline", Kinds: []string{"post"}, Store: o.Store, Log: o.Log, PollInterval: o.PollInterval,
+		Process: func(ctx context.Context, it store.IntakeItem) (bool, error) { return false, p.process(ctx, it) },
+	})
+	p.log = p.stage.Log()
 	p.maxAuto = o.MaxAutoresponsesPerDay
 	p.linkLife = o.UnsubscribeLinkLife
 	if p.linkLife <= 0 {
@@ -134,14 +127,14 @@ func New(o Options) *Pipeline {
 	}
 	p.cache.init()
 	if p.baseURL != "" && len(p.secret) == 0 {
-		log.Warn("base_url is set but no unsubscribe secret was given: List-Unsubscribe carries mailto links only")
+		p.log.Warn("base_url is set but no unsubscribe secret was given: List-Unsubscribe carries mailto links only")
 	}
 	return p
 }
 
 // Kick wakes Run, e.g. after LMTP committed new intake rows. It never
 // blocks.
-func (p *Pipeline) Kick() { p.kick.Kick() }
+func (p *Pipeline) Kick() { p.stage.Kick() }
 
 func (p *Pipeline) wakeDeliverer() {
 	if p.notify != nil {
@@ -151,29 +144,12 @@ func (p *Pipeline) wakeDeliverer() {
 
 // Run processes new intake rows of kind post until ctx ends; other kinds
 // are left for their own stages. It returns nil when ctx ends.
-func (p *Pipeline) Run(ctx context.Context) error {
-	stage.Loop(ctx, p.poll, p.kick, p.log, p.RunOnce)
-	return nil
-}
+func (p *Pipeline) Run(ctx context.Context) error { return p.stage.Run(ctx) }
 
 // RunOnce processes the posts waiting now (up to one batch) and returns
 // how many it took. An error means the database failed; posts not yet
 // decided stay new.
-func (p *Pipeline) RunOnce(ctx context.Context) (int, error) {
-	items, err := p.st.PendingIntake(ctx, stage.BatchSize, "post")
-	if err != nil {
-		return 0, err
-	}
-	for _, it := range items {
-		if err := stage.Protect(p.log, func() error { return p.process(ctx, it) }); err != nil {
-			if stage.Transient(ctx, err) {
-				return 0, err
-			}
-			p.failures.Fail(ctx, p.st, p.log, it, err)
-		}
-	}
-	return len(items), nil
-}
+func (p *Pipeline) RunOnce(ctx context.Context) (int, error) { return p.stage.RunOnce(ctx) }
 
 // DefaultHeldTokenLifetime is how long a held post can be decided by
 // mail, as Mailman's moderator_request_life; `postlist held` works as

@@ -536,7 +536,8 @@ func TestOtherKindsLeftAlone(t *testing.T) {
 
 func TestRunKickAndStop(t *testing.T) {
 	e := newEnv(t)
-	e.p.poll = time.Hour // only a Kick can wake it
+	// Only a Kick can wake it.
+	e.p = New(Options{Store: e.st, Log: e.p.log, Delimiter: "+", Notify: func() { e.notified.Add(1) }, PollInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.p.Run(ctx) }()

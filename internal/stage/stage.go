@@ -1,8 +1,11 @@
-// Package stage is the plumbing every intake processing stage shares (the
-// posting pipeline, the email commands, the bounce processor): a polling
-// loop that a Kick wakes early and that backs off while the database is in
-// trouble, and a count of failed attempts per intake row, so that one
-// message that trips a bug cannot stop every message behind it.
+// Package stage is the worker loop every intake processing stage shares
+// (the posting pipeline, the email commands, the bounce processor). A
+// stage supplies only how to process one intake row (and which kinds of
+// row it takes); Stage does the rest once for all of them: a polling loop
+// that a Kick wakes early and that backs off while the database is in
+// trouble, protection against a message that trips a bug, and a count of
+// failed attempts per intake row, so that one such message cannot stop
+// every message behind it.
 package stage
 
 import (
@@ -20,6 +23,10 @@ import (
 
 // BatchSize is how many intake rows one pass of a stage takes.
 const BatchSize = 100
+
+// DefaultPollInterval is how often a stage checks its intake without a
+// Kick when Config.PollInterval is zero.
+const DefaultPollInterval = time.Second
 
 // MaxAttempts is how often an intake row may fail for a reason that is
 // not the database's before it is marked failed, so that one message that
