@@ -11,9 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/commands"
 	"postlist/decorate"
 	"postlist/internal/stage"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -360,7 +360,7 @@ func (b *bounceMail) unrecognized(ctx context.Context, why string) error {
 	l := b.l
 	b.batch.Event, b.batch.Detail = store.EventBounceUnrecognized, why
 	b.batch.Result = "unrecognised: " + why
-	if bytes.Contains(b.body, []byte(commands.NoticeHeader+":")) {
+	if bytes.Contains(b.body, []byte(notice.Header+":")) {
 		// A bounce of our own notice (a forwarded bounce, a reply):
 		// forwarding it again could bounce again, forever.
 		b.batch.Detail += "; it returns one of our own notices, so it is not forwarded"
@@ -374,13 +374,13 @@ func (b *bounceMail) unrecognized(ctx context.Context, why string) error {
 		b.batch.Result += " (discarded)"
 		return nil
 	case "site_owner":
-		to = commands.Admins(nil, b.p.o.SiteOwner)
+		to = notice.Admins(nil, b.p.o.SiteOwner)
 	default:
 		admins, err := b.p.st.ListAdmins(ctx, l.ID)
 		if err != nil {
 			return err
 		}
-		to = commands.Admins(admins, b.p.o.SiteOwner)
+		to = notice.Admins(admins, b.p.o.SiteOwner)
 	}
 	if len(to) == 0 {
 		b.batch.Detail += "; nobody to forward it to"

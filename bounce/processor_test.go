@@ -12,8 +12,8 @@ import (
 
 	"postlist/address"
 	"postlist/bounce"
-	"postlist/commands"
 	"postlist/commands/emailtest"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -96,12 +96,12 @@ func TestFiveDaysDisableDelivery(t *testing.T) {
 		}
 		e.Clock.Add(24 * time.Hour)
 	}
-	notice := e.MailTo(t, "owner@example.com")
-	if len(notice) != 1 || notice[0].Get("Subject") != "alice@example.com's subscription disabled on Test" ||
-		notice[0].Get(commands.NoticeHeader) != "bounce-disabled" || !strings.Contains(notice[0].Text(), "5.1.1") {
-		t.Fatalf("owners' notice: %d message(s)", len(notice))
+	mail := e.MailTo(t, "owner@example.com")
+	if len(mail) != 1 || mail[0].Get("Subject") != "alice@example.com's subscription disabled on Test" ||
+		mail[0].Get(notice.Header) != "bounce-disabled" || !strings.Contains(mail[0].Text(), "5.1.1") {
+		t.Fatalf("owners' notice: %d message(s)", len(mail))
 	}
-	if !strings.Contains(notice[0].Text(), "Content-Type: message/rfc822") {
+	if !strings.Contains(mail[0].Text(), "Content-Type: message/rfc822") {
 		t.Error("the report is not attached to the owners' notice")
 	}
 	scored := e.Events(t, store.EventBounceScored)
@@ -404,8 +404,8 @@ func TestWarningsThenRemoval(t *testing.T) {
 		t.Fatal("still a member after the last warning's interval")
 	}
 	mail := e.MailTo(t, "alice@example.com")
-	if bye := mail[len(mail)-1]; bye.Get(commands.NoticeHeader) != "goodbye" || !strings.Contains(bye.Text(), "bounced too often") {
-		t.Errorf("last mail to the member: %q\n%s", bye.Get(commands.NoticeHeader), bye.Text())
+	if bye := mail[len(mail)-1]; bye.Get(notice.Header) != "goodbye" || !strings.Contains(bye.Text(), "bounced too often") {
+		t.Errorf("last mail to the member: %q\n%s", bye.Get(notice.Header), bye.Text())
 	}
 	owners := e.MailTo(t, "owner@example.com")
 	if last := owners[len(owners)-1]; last.Get("Subject") != "alice@example.com unsubscribed from Test mailing list due to bounces" {

@@ -12,6 +12,7 @@ import (
 	"postlist/commands"
 	"postlist/commands/emailtest"
 	"postlist/decorate"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -96,10 +97,10 @@ func TestOneReplyPerMessage(t *testing.T) {
 			res := e.injectMany(t, "victim@example.org", "4QUEUE1", msg, tc.rcpts...)
 			e.drain(t)
 			mail := e.MailTo(t, "victim@example.org")
-			if len(mail) != 1 || mail[0].Get(commands.NoticeHeader) != tc.want {
+			if len(mail) != 1 || mail[0].Get(notice.Header) != tc.want {
 				var kinds []string
 				for _, m := range mail {
-					kinds = append(kinds, m.Get(commands.NoticeHeader))
+					kinds = append(kinds, m.Get(notice.Header))
 				}
 				t.Fatalf("%d recipient(s) gave the sender %q, want one %s", len(tc.rcpts), kinds, tc.want)
 			}
@@ -220,7 +221,7 @@ func TestNoMembershipOracle(t *testing.T) {
 			switch {
 			case tc.target == "" && len(got) != 0:
 				t.Errorf("the address got %d message(s), want none", len(got))
-			case tc.target != "" && (len(got) != 1 || got[0].Get(commands.NoticeHeader) != tc.target):
+			case tc.target != "" && (len(got) != 1 || got[0].Get(notice.Header) != tc.target):
 				t.Errorf("the address got %d message(s), want one %s", len(got), tc.target)
 			}
 			for _, m := range got {
@@ -287,8 +288,8 @@ func TestSiteAddressesRefused(t *testing.T) {
 }
 
 func TestOwnNoticeIsAutomatic(t *testing.T) {
-	m := decorate.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", commands.NoticeHeader+": results"))
-	if why := commands.Automatic(m, "bob@example.net"); !strings.Contains(why, commands.NoticeHeader) {
+	m := decorate.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", notice.Header+": results"))
+	if why := notice.Automatic(m, "bob@example.net"); !strings.Contains(why, notice.Header) {
 		t.Errorf("Automatic = %q, want the notice mark named", why)
 	}
 }

@@ -34,6 +34,5 @@
 // queued through the deliveries table like a post, with the list's
 // -bounces address as envelope sender, in the same transaction that
 // records what the message did (see store.FinishIntake and
-// store.CompleteToken). Mail and Notice build them; package bounce uses
-// them for its own notices.
+// store.CompleteToken). Package notice writes them.
 package commands

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"postlist/decorate"
+	"postlist/notice"
 )
 
 // MaxCommands is how many body lines are read as commands, after the
@@ -17,10 +18,9 @@ const MaxCommands = 10
 // Bounds on what the parser keeps from one message, so that a reply to a
 // megabyte of text stays small.
 const (
-	maxIgnored = 20   // ignored lines listed in a reply
-	maxLineLen = 200  // characters of a line kept for the reply
-	maxArgs    = 10   // arguments kept per command
-	maxBody    = 64e3 // bytes of body text read at all
+	maxIgnored = 20                   // ignored lines listed in a reply
+	maxArgs    = 10                   // arguments kept per command
+	maxBody    = decorate.MaxTextBody // bytes of body text read at all
 )
 
 // Command names, Mailman's. subscribe, unsubscribe and stop are aliases
@@ -102,7 +102,7 @@ func Parse(subject string, body []byte) (cmds []Command, ignored []string) {
 		}
 		if stopped || read >= MaxCommands {
 			if len(ignored) < maxIgnored {
-				ignored = append(ignored, clipLine(line))
+				ignored = append(ignored, notice.Clip(line))
 			}
 			continue
 		}
@@ -127,7 +127,7 @@ func parseSubject(subject string) (Command, bool) {
 		return c, true
 	}
 	if m := subjectConfirm.FindStringSubmatch(line); m != nil {
-		return Command{Name: CmdConfirm, Word: CmdConfirm, Args: []string{strings.ToLower(m[1])}, Line: clipLine(line), Subject: true}, true
+		return Command{Name: CmdConfirm, Word: CmdConfirm, Args: []string{strings.ToLower(m[1])}, Line: notice.Clip(line), Subject: true}, true
 	}
 	return Command{}, false
 }
@@ -135,7 +135,7 @@ func parseSubject(subject string) (Command, bool) {
 // parseLine reads one non-blank line.
 func parseLine(line string) Command {
 	words := strings.Fields(line)
-	c := Command{Line: clipLine(line)}
+	c := Command{Line: notice.Clip(line)}
 	if len(words) == 0 {
 		return c
 	}
@@ -150,10 +150,10 @@ func parseLine(line string) Command {
 			c.Name, c.Word, c.Args = name, second, args(words[2:])
 			return c
 		}
-		c.Word = clipLine(second)
+		c.Word = notice.Clip(second)
 		return c
 	}
-	c.Word = clipLine(first)
+	c.Word = notice.Clip(first)
 	return c
 }
 
@@ -166,22 +166,7 @@ func args(ws []string) []string {
 	}
 	out := make([]string, len(ws))
 	for i, w := range ws {
-		out[i] = clipLine(w)
+		out[i] = notice.Clip(w)
 	}
 	return out
 }
-
-// clipLine keeps text echoed into a reply printable and short.
-func clipLine(s string) string {
-	s = decorate.OneLine(s)
-	if len(s) <= maxLineLen {
-		return s
-	}
-	cut := maxLineLen
-	for cut > 0 && !runeStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
-
-func runeStart(b byte) bool { return b&0xC0 != 0x80 }

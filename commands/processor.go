@@ -12,6 +12,7 @@ import (
 	"postlist/address"
 	"postlist/decorate"
 	"postlist/internal/stage"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -147,7 +148,7 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 	if it.Kind == "owner" {
 		return p.forwardOwnerMail(ctx, log, l, it, envSender)
 	}
-	if why := Automatic(m, envSender); why != "" {
+	if why := notice.Automatic(m, envSender); why != "" {
 		// No reply and no action: a robot's message is never a request,
 		// and answering it could start a loop.
 		log.Info("command mail ignored: automatic", zap.String("sender", address.Redact(envSender, "")), zap.String("reason", why))
@@ -254,12 +255,12 @@ func (p *Processor) forwardOwnerMail(ctx context.Context, log *zap.Logger, l *st
 	if err != nil {
 		return false, err
 	}
-	rcpts = Admins(rcpts, p.o.SiteOwner)
+	rcpts = notice.Admins(rcpts, p.o.SiteOwner)
 	if len(rcpts) == 0 {
 		log.Warn("owner mail dropped: the list has no owners and no site owner is configured")
 		return false, p.finish(ctx, log, store.FinishedIntake{IntakeID: it.ID, ListID: l.ID, Result: "dropped: no owners and no site owner"})
 	}
-	from := ListAddress(l.Address, address.Bounces, "", "")
+	from := notice.ListAddress(l.Address, address.Bounces, "", "")
 	fwd := make([]store.NewDelivery, len(rcpts))
 	for i, r := range rcpts {
 		fwd[i] = store.NewDelivery{Recipient: r, EnvelopeFrom: from}

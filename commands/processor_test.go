@@ -10,6 +10,7 @@ import (
 
 	"postlist/commands"
 	"postlist/commands/emailtest"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -63,7 +64,7 @@ func checkRobotMarks(t *testing.T, m emailtest.Mail, kind, auto string) {
 	if m.EnvelopeFrom != "test-bounces@lists.example.org" {
 		t.Errorf("%s: envelope sender %q, want the list's bounce address", kind, m.EnvelopeFrom)
 	}
-	for field, want := range map[string]string{"Auto-Submitted": auto, "Precedence": "bulk", commands.NoticeHeader: kind, "List-Id": "<test.lists.example.org>"} {
+	for field, want := range map[string]string{"Auto-Submitted": auto, "Precedence": "bulk", notice.Header: kind, "List-Id": "<test.lists.example.org>"} {
 		if got := m.Get(field); got != want {
 			t.Errorf("%s: %s %q, want %q", kind, field, got, want)
 		}
@@ -195,8 +196,8 @@ func TestJoinRefusals(t *testing.T) {
 			// An implicit join that fails is answered (Mailman forces a
 			// reply for errors), with no confirmation request.
 			r := only(t, e.MailTo(t, c.from), before)
-			if r.Get(commands.NoticeHeader) != "results" || !strings.Contains(r.Text(), c.want) {
-				t.Errorf("%s reply:\n%s", r.Get(commands.NoticeHeader), r.Text())
+			if r.Get(notice.Header) != "results" || !strings.Contains(r.Text(), c.want) {
+				t.Errorf("%s reply:\n%s", r.Get(notice.Header), r.Text())
 			}
 			if e.IsMember(t, c.from) != c.member {
 				t.Errorf("membership changed")
@@ -281,8 +282,8 @@ func TestModeratedSubscription(t *testing.T) {
 			if !e.IsMember(t, "bob@example.net") {
 				t.Fatal("not a member after approval")
 			}
-			if w := e.MailTo(t, "bob@example.net"); w[len(w)-1].Get(commands.NoticeHeader) != "welcome" {
-				t.Errorf("last mail to the subscriber is %q, want the welcome", w[len(w)-1].Get(commands.NoticeHeader))
+			if w := e.MailTo(t, "bob@example.net"); w[len(w)-1].Get(notice.Header) != "welcome" {
+				t.Errorf("last mail to the subscriber is %q, want the welcome", w[len(w)-1].Get(notice.Header))
 			}
 		})
 	}
@@ -329,7 +330,7 @@ func TestAutomaticMailGetsNoReply(t *testing.T) {
 		{"bulk", "bob@example.net", "test-request@lists.example.org", []string{"Precedence: bulk"}},
 		{"list mail", "bob@example.net", "test-request@lists.example.org", []string{"List-Id: <other.example.org>"}},
 		{"List-Post only", "bob@example.net", "test-request@lists.example.org", []string{"list-post: <mailto:other@example.org>"}},
-		{"our own notice", "bob@example.net", "test-request@lists.example.org", []string{commands.NoticeHeader + ": results"}},
+		{"our own notice", "bob@example.net", "test-request@lists.example.org", []string{notice.Header + ": results"}},
 		{"null sender", "", "test-request@lists.example.org", nil},
 		{"mailer daemon", "MAILER-DAEMON@example.net", "test-join@lists.example.org", nil},
 		{"another list's bounces", "other-bounces+bob=example.net@lists.example.com", "test-request@lists.example.org", nil},

@@ -11,6 +11,7 @@ import (
 
 	"postlist/address"
 	"postlist/decorate"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -47,7 +48,7 @@ type session struct {
 
 // parseAndRun reads the Subject and first text/plain part as commands.
 func (s *session) parseAndRun(ctx context.Context, raw []byte) error {
-	text, other := TextBody(raw)
+	text, other := decorate.TextBody(raw)
 	s.nonText = other
 	cmds, ignored := Parse(decorate.DecodeHeader(s.msg.Get("Subject")), []byte(text))
 	s.ignored = ignored
@@ -146,7 +147,7 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 			s.targeted = true
 			n, err := address.Normalize(val)
 			if err != nil {
-				s.sayForced("join: bad address: %s", clipLine(val))
+				s.sayForced("join: bad address: %s", notice.Clip(val))
 				return true, nil
 			}
 			name, target = "", n
@@ -184,7 +185,7 @@ func (s *session) join(ctx context.Context, args []string) (bool, error) {
 		if errors.As(err, &se) {
 			reason = se.Reason
 		}
-		s.sayForced("join: %s cannot be subscribed: %s", clipLine(target), reason)
+		s.sayForced("join: %s cannot be subscribed: %s", notice.Clip(target), reason)
 		return false, nil
 	}
 	l := s.l
@@ -466,7 +467,7 @@ func (s *session) toModerators(ctx context.Context, log *zap.Logger, t *store.To
 	if err != nil {
 		return err
 	}
-	admins = Admins(admins, s.p.o.SiteOwner)
+	admins = notice.Admins(admins, s.p.o.SiteOwner)
 	_, err = s.p.st.CompleteToken(ctx, store.TokenCompletion{
 		Token: t.Token, Action: store.TokenModerate, Next: &next, By: "email confirmation",
 		Notices: func(bool) []store.Notice {
@@ -541,4 +542,4 @@ var helpTexts = map[string]helpText{
 }
 
 // owner is the list's -owner address.
-func (s *session) owner() string { return ListAddress(s.l.Address, address.Owner, "", "") }
+func (s *session) owner() string { return notice.ListAddress(s.l.Address, address.Owner, "", "") }

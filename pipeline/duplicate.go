@@ -7,8 +7,8 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/commands"
 	"postlist/decorate"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -36,7 +36,7 @@ func (p *Pipeline) discardDuplicate(ctx context.Context, l *store.List, it store
 }
 
 // ruleOwnNotice names the decision about a post that is one of postlist's
-// own notices (it carries commands.NoticeHeader).
+// own notices (it carries notice.Header).
 const ruleOwnNotice = "own-notice"
 
 // discardOwnNotice records post it as discarded: it is a notice postlist
@@ -44,7 +44,7 @@ const ruleOwnNotice = "own-notice"
 // that is another list, say). Distributing it would hand a confirmation
 // token to every member; answering it could loop, so nobody is told.
 func (p *Pipeline) discardOwnNotice(ctx context.Context, l *store.List, it store.IntakeItem, sender, kind string) error {
-	reason := fmt.Sprintf("the message is a notice of this list server (%s: %s)", commands.NoticeHeader, decorate.OneLine(kind))
+	reason := fmt.Sprintf("the message is a notice of this list server (%s: %s)", notice.Header, decorate.OneLine(kind))
 	_, err := p.st.RecordPost(ctx, store.PostDecision{
 		IntakeID: it.ID, ListID: l.ID, MessageID: it.MessageID,
 		Action: store.ActionDiscard, Rule: ruleOwnNotice, Reason: reason, Sender: sender,

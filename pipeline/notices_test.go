@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"postlist/commands"
 	"postlist/decorate"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -18,9 +18,9 @@ func TestOwnNoticeNeverDistributed(t *testing.T) {
 	tests := []struct {
 		name, envSender, header string
 	}{
-		{"confirmation request from the commands", "test-bounces@lists.example.org", commands.NoticeHeader + ": confirm"},
-		{"results mail from a member's address", "alice@example.com", commands.NoticeHeader + ": results"},
-		{"hold notice", "test-bounces@lists.example.org", commands.NoticeHeader + ": held"},
+		{"confirmation request from the commands", "test-bounces@lists.example.org", notice.Header + ": confirm"},
+		{"results mail from a member's address", "alice@example.com", notice.Header + ": results"},
+		{"hold notice", "test-bounces@lists.example.org", notice.Header + ": held"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -36,7 +36,7 @@ func TestOwnNoticeNeverDistributed(t *testing.T) {
 				t.Errorf("%d intake rows still pending", n)
 			}
 			evs, err := e.st.EventLog(context.Background(), testList, "", store.EventPostDiscarded)
-			if err != nil || len(evs) != 1 || !strings.Contains(evs[0].Detail, commands.NoticeHeader) {
+			if err != nil || len(evs) != 1 || !strings.Contains(evs[0].Detail, notice.Header) {
 				t.Errorf("events %+v, %v", evs, err)
 			}
 		})
@@ -53,8 +53,8 @@ func TestNoticesCarryTheMark(t *testing.T) {
 		t.Fatal("no hold notice")
 	}
 	m := decorate.Parse([]byte(e.render(ds[0])))
-	if m.Get(commands.NoticeHeader) != "held" || m.Get("Auto-Submitted") != "auto-generated" {
-		t.Errorf("hold notice marks: %q, %q", m.Get(commands.NoticeHeader), m.Get("Auto-Submitted"))
+	if m.Get(notice.Header) != "held" || m.Get("Auto-Submitted") != "auto-generated" {
+		t.Errorf("hold notice marks: %q, %q", m.Get(notice.Header), m.Get("Auto-Submitted"))
 	}
 	// A notice coming back is automatic mail: the pipeline never answers it.
 	if !automatic(m) {

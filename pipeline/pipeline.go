@@ -34,9 +34,9 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/commands"
 	"postlist/decorate"
 	"postlist/internal/stage"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -175,7 +175,7 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	if err != nil {
 		return err
 	}
-	if kind := decorate.Parse(body).Get(commands.NoticeHeader); kind != "" {
+	if kind := decorate.Parse(body).Get(notice.Header); kind != "" {
 		return p.discardOwnNotice(ctx, l, it, envSender, kind)
 	}
 	// One queued message can reach us as several posts (see
@@ -272,7 +272,7 @@ func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSe
 		Size: size,
 	}
 	if f.List.Administrivia {
-		f.Text, _ = commands.TextBody(body)
+		f.Text, _ = decorate.TextBody(body)
 	}
 	hms, err := p.st.HeaderMatches(ctx, l.Address)
 	if err != nil {

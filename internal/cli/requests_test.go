@@ -11,6 +11,7 @@ import (
 
 	"postlist/commands"
 	"postlist/decorate"
+	"postlist/notice"
 	"postlist/store"
 )
 
@@ -68,7 +69,7 @@ func noticesTo(t *testing.T, st *store.Store, rcpt string) []string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kinds = append(kinds, decorate.Parse(body).Get(commands.NoticeHeader))
+			kinds = append(kinds, decorate.Parse(body).Get(notice.Header))
 		}
 	}
 	return kinds

@@ -1,4 +1,4 @@
-package commands
+package notice
 
 import (
 	"bytes"
@@ -15,12 +15,12 @@ import (
 	"postlist/store"
 )
 
-// NoticeHeader is the header field that marks every message postlist
+// Header is the header field that marks every message postlist
 // writes itself (replies, confirmation requests, notices), naming its
 // kind. A bounce that quotes it is a bounce of our own mail: forwarding
 // such a bounce to the owners could loop (an owner's broken address
 // bouncing the forward), so bounce processing records it instead.
-const NoticeHeader = "X-Postlist-Notice"
+const Header = "X-Postlist-Notice"
 
 // ListAddress returns one of a list's own addresses: kind
 // address.Bounces gives NAME-bounces@DOMAIN; ext (a token) is added
@@ -44,8 +44,11 @@ func Mailbox(name, addr string) string {
 // Mail is a message postlist writes itself.
 type Mail struct {
 	From, To string // header values (see Mailbox)
-	Subject  string
-	// Kind names the message in NoticeHeader ("confirm", "welcome"...).
+	// ReplyTo, when set, adds a Reply-To field (a hold notice's
+	// NAME-confirm+TOKEN, so that replying decides).
+	ReplyTo string
+	Subject string
+	// Kind names the message in Header ("confirm", "welcome"...).
 	Kind string
 	// Auto is the Auto-Submitted value (RFC 3834): "auto-replied" for
 	// answers to a message, "auto-generated" for the rest.
@@ -61,6 +64,10 @@ type Mail struct {
 	// Attach, when set, is a message attached after the text: whole as
 	// message/rfc822 up to MaxAttached bytes, else its header only.
 	Attach []byte
+	// HeaderOnly attaches only Attach's header, whatever its size: a
+	// notice to a possibly forged sender must not carry someone else's
+	// content around.
+	HeaderOnly bool
 }
 
 // MaxAttached is the largest message a notice attaches whole.
@@ -74,6 +81,9 @@ func (m Mail) Bytes(domain string, now time.Time) []byte {
 	field := func(name, value string) { b.WriteString(decorate.FormatField(name, value, eol)) }
 	field("From", m.From)
 	field("To", m.To)
+	if m.ReplyTo != "" {
+		field("Reply-To", m.ReplyTo)
+	}
 	field("Subject", mime.QEncoding.Encode("utf-8", decorate.OneLine(m.Subject)))
 	field("Date", now.UTC().Format(time.RFC1123Z))
 	field("Message-ID", "<postlist."+randomHex()+"@"+domain+">")
@@ -86,7 +96,7 @@ func (m Mail) Bytes(domain string, now time.Time) []byte {
 	}
 	field("Auto-Submitted", m.Auto)
 	field("Precedence", "bulk")
-	field(NoticeHeader, m.Kind)
+	field(Header, m.Kind)
 	if m.NoArchive {
 		field("X-No-Archive", "yes")
 	}
@@ -97,7 +107,7 @@ func (m Mail) Bytes(domain string, now time.Time) []byte {
 		return b.Bytes()
 	}
 	att, attHeader := m.Attach, "Content-Type: message/rfc822"+eol+"Content-Disposition: inline"+eol
-	if len(att) > MaxAttached {
+	if m.HeaderOnly || len(att) > MaxAttached {
 		// RFC 6522's type for a header alone.
 		att = decorate.Parse(att).Header()
 		attHeader = "Content-Type: text/rfc822-headers" + eol + "Content-Disposition: inline" + eol
@@ -167,10 +177,10 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Notice wraps m as a store.Notice from list to rcpts: the envelope
+// New wraps m as a store.Notice from list to rcpts: the envelope
 // sender is the list's -bounces address, so that a notice that bounces
 // comes back to the list and never to a person.
-func Notice(list string, m Mail, now time.Time, rcpts ...string) store.Notice {
+func New(list string, m Mail, now time.Time, rcpts ...string) store.Notice {
 	_, domain := address.ListName(list)
 	from := ListAddress(list, address.Bounces, "", "")
 	n := store.Notice{Sender: from, Body: m.Bytes(domain, now)}
@@ -188,12 +198,12 @@ const LastAutoresponseNote = "\n--\nThis is the last automatic reply to you toda
 	"you automatically is not sent until tomorrow (UTC). The list's owners\n" +
 	"can still be reached.\n"
 
-// AutoNotice is Notice for an automatic reply to one person, counted
+// Auto is New for an automatic reply to one person, counted
 // against their allowance of dailyCap automatic mails a day (0: no
 // limit); the last one allowed carries LastAutoresponseNote, and limited
 // (if set) hears of each one left out.
-func AutoNotice(list string, m Mail, now time.Time, dailyCap int, limited func(addr string, count int), rcpt string) store.Notice {
-	n := Notice(list, m, now, rcpt)
+func Auto(list string, m Mail, now time.Time, dailyCap int, limited func(addr string, count int), rcpt string) store.Notice {
+	n := New(list, m, now, rcpt)
 	if dailyCap > 0 {
 		_, domain := address.ListName(list)
 		last := m
