@@ -11,7 +11,7 @@ import (
 
 	"postlist/commands"
 	"postlist/commands/emailtest"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -44,7 +44,7 @@ func (e *env) injectMany(t *testing.T, envSender, queue string, msg []byte, rcpt
 		rs = append(rs, store.IntakeRecipient{Recipient: r, List: emailtest.List, Kind: kind, Extension: ext})
 	}
 	res, err := e.Store.Intake(context.Background(), &store.IntakeMessage{
-		MessageID: decorate.Parse(msg).Get("Message-ID"), Sender: envSender, QueueID: queue, Body: msg, Recipients: rs,
+		MessageID: message.Parse(msg).Get("Message-ID"), Sender: envSender, QueueID: queue, Body: msg, Recipients: rs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestOneReplyPerMessage(t *testing.T) {
 				}
 				t.Fatalf("%d recipient(s) gave the sender %q, want one %s", len(tc.rcpts), kinds, tc.want)
 			}
-			items, err := e.Store.IntakeByMessageID(context.Background(), decorate.Parse(msg).Get("Message-ID"))
+			items, err := e.Store.IntakeByMessageID(context.Background(), message.Parse(msg).Get("Message-ID"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -287,7 +287,7 @@ func TestSiteAddressesRefused(t *testing.T) {
 }
 
 func TestOwnNoticeIsAutomatic(t *testing.T) {
-	m := decorate.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", commands.NoticeHeader+": results"))
+	m := message.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", commands.NoticeHeader+": results"))
 	if why := commands.Automatic(m, "bob@example.net"); !strings.Contains(why, commands.NoticeHeader) {
 		t.Errorf("Automatic = %q, want the notice mark named", why)
 	}

@@ -1,16 +1,10 @@
 package commands
 
 import (
-	"bytes"
-	"io"
-	"mime"
 	"strings"
 
-	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decode text in any charset go-message knows
-
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 )
 
 // Automatic says why a message must not be answered automatically, or ""
@@ -19,7 +13,7 @@ import (
 // generated automatically or sent in bulk, and list mail. Answering any of
 // these risks a loop with another robot; a vacation reply to a
 // confirmation request would even confirm the subscription.
-func Automatic(m *decorate.Message, envSender string) string {
+func Automatic(m *message.Message, envSender string) string {
 	if envSender == "" {
 		return "null envelope sender"
 	}
@@ -79,15 +73,15 @@ func robot(addr string) bool {
 // Mailman answers From rather than the envelope sender; either way the
 // confirmation request goes to the address it would subscribe, so only its
 // owner can complete it.
-func Sender(m *decorate.Message, envSender string) (name, addr string) {
+func Sender(m *message.Message, envSender string) (name, addr string) {
 	for _, v := range m.Values("From") {
-		as, err := decorate.ParseAddressList(v)
+		as, err := message.ParseAddressList(v)
 		if err != nil {
 			continue
 		}
 		for _, a := range as {
 			if n, err := address.Normalize(a.Address); err == nil {
-				return decorate.OneLine(a.Name), n
+				return message.OneLine(a.Name), n
 			}
 		}
 	}
@@ -97,54 +91,27 @@ func Sender(m *decorate.Message, envSender string) (name, addr string) {
 	return "", ""
 }
 
-// maxParts bounds the MIME walk: command mail is short, and a message of
-// ten thousand empty parts must not cost more than a glance.
-const maxParts = 50
-
 // TextBody returns the decoded text of raw's first text/plain part
 // (Mailman reads commands from that part only) and whether raw has other,
 // non-text parts that were not read. Undecodable text is returned as
 // written rather than dropped.
 func TextBody(raw []byte) (text string, otherParts bool) {
-	e, err := message.Read(bytes.NewReader(raw))
-	if e == nil || (err != nil && !lenient(err)) {
-		return string(decorate.Parse(raw).Body), false
+	if message.CheckHeader(raw) != nil {
+		return string(message.Parse(raw).Body), false
 	}
-	found, seen := false, 0
-	var walk func(e *message.Entity, depth int)
-	walk = func(e *message.Entity, depth int) {
-		if seen++; seen > maxParts || depth > 5 {
-			return
-		}
-		mt, _, _ := mime.ParseMediaType(e.Header.Get("Content-Type"))
+	found := false
+	for _, p := range message.Walk(raw) {
+		mt := p.MediaType
 		if mt == "" {
 			mt = "text/plain"
 		}
-		if mr := e.MultipartReader(); mr != nil {
-			for {
-				p, err := mr.NextPart()
-				if p == nil || (err != nil && !lenient(err)) {
-					return
-				}
-				walk(p, depth+1)
-			}
-		}
-		if mt == "text/plain" && !found {
-			b, _ := io.ReadAll(io.LimitReader(e.Body, maxBody))
-			text, found = string(b), true
-			return
-		}
-		if mt != "text/plain" && mt != "text/html" {
+		switch {
+		case p.Multipart():
+		case mt == "text/plain" && !found:
+			text, found = p.Text(maxBody), true
+		case mt != "text/plain" && mt != "text/html":
 			otherParts = true
 		}
 	}
-	walk(e, 0)
 	return text, otherParts
-}
-
-// lenient reports the go-message errors that still come with a usable
-// entity (its body undecoded): an unknown charset or transfer encoding
-// is no reason to ignore the text.
-func lenient(err error) bool {
-	return message.IsUnknownCharset(err) || message.IsUnknownEncoding(err)
 }

@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -20,7 +20,7 @@ import (
 // ListName is the name people know a list by: its display name, else
 // the local part of its address.
 func ListName(l *store.List) string {
-	if n := decorate.OneLine(l.Setting("display_name")); n != "" {
+	if n := message.OneLine(l.Setting("display_name")); n != "" {
 		return n
 	}
 	name, _ := address.ListName(l.Address)
@@ -93,7 +93,7 @@ func (p *Processor) moderationRequest(l *store.List, t store.Token, admins []str
 	}
 	who := t.Address
 	if t.DisplayName != "" {
-		who = fmt.Sprintf("%s (%s)", t.Address, decorate.OneLine(t.DisplayName))
+		who = fmt.Sprintf("%s (%s)", t.Address, message.OneLine(t.DisplayName))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s has confirmed a request to %s the %s mailing list.\n", who, verb, l.Address)
@@ -119,7 +119,7 @@ func (p *Processor) welcome(l *store.List, name, addr string) []store.Notice {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Welcome to the %q mailing list!\n\n", ListName(l))
-	if d := decorate.OneLine(l.Setting("description")); d != "" {
+	if d := message.OneLine(l.Setting("description")); d != "" {
 		fmt.Fprintf(&b, "%s\n\n", d)
 	}
 	fmt.Fprintf(&b, "To post to the list, send your message to\n\n    %s\n\n", l.Address)
@@ -205,8 +205,8 @@ func (s *session) resultsMail() store.Notice {
 		}
 		return v
 	}
-	fmt.Fprintf(&b, "    From: %s\n", orNA(decorate.DecodeHeader(s.msg.Get("From"))))
-	fmt.Fprintf(&b, "    Subject: %s\n", orNA(decorate.DecodeHeader(s.msg.Get("Subject"))))
+	fmt.Fprintf(&b, "    From: %s\n", orNA(message.DecodeHeader(s.msg.Get("From"))))
+	fmt.Fprintf(&b, "    Subject: %s\n", orNA(message.DecodeHeader(s.msg.Get("Subject"))))
 	fmt.Fprintf(&b, "    Date: %s\n", orNA(s.msg.Get("Date")))
 	fmt.Fprintf(&b, "    Message-ID: %s\n\n", orNA(s.msg.Get("Message-ID")))
 	b.WriteString("- Results:\n")

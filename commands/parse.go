@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"strings"
 
-	"postlist/decorate"
+	"postlist/message"
 )
 
 // MaxCommands is how many body lines are read as commands, after the
@@ -118,7 +118,7 @@ func Parse(subject string, body []byte) (cmds []Command, ignored []string) {
 
 // parseSubject returns the command of a Subject, if it has one.
 func parseSubject(subject string) (Command, bool) {
-	line := strings.TrimSpace(decorate.OneLine(subject))
+	line := strings.TrimSpace(message.OneLine(subject))
 	if line == "" {
 		return Command{}, false
 	}
@@ -173,7 +173,7 @@ func args(ws []string) []string {
 
 // clipLine keeps text echoed into a reply printable and short.
 func clipLine(s string) string {
-	s = decorate.OneLine(s)
+	s = message.OneLine(s)
 	if len(s) <= maxLineLen {
 		return s
 	}

@@ -14,7 +14,7 @@ import (
 
 	"postlist/address"
 	"postlist/commands"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -52,7 +52,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, toke
 	fmt.Fprintf(&text, "A post to the %s mailing list is held for moderation.\n\n", l.Address)
 	fmt.Fprintf(&text, "    List:     %s\n", l.Address)
 	fmt.Fprintf(&text, "    From:     %s\n", from)
-	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(subject)))
+	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(message.OneLine(subject)))
 	fmt.Fprintf(&text, "    Reason:   %s: %s\n", v.Rule, v.Reason)
 	fmt.Fprintf(&text, "    Held as:  %d\n\n", heldID)
 	confirm := address.Target{List: l.Address, Kind: address.Confirm, Ext: token}.Address(p.delim)
@@ -94,7 +94,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, toke
 // another list or bulk sender), which is what keeps notices from looping
 // or becoming backscatter.
 func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string, post []byte) (store.Notice, bool) {
-	m := decorate.Parse(post)
+	m := message.Parse(post)
 	if poster == "" || envSender == "" || automatic(m) || commands.Automatic(m, envSender) != "" {
 		return store.Notice{}, false
 	}
@@ -102,8 +102,8 @@ func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string,
 	owner := name + "-owner@" + domain
 	var text strings.Builder
 	fmt.Fprintf(&text, "Your message to the %s mailing list was rejected.\n\n", l.Address)
-	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(decorate.DecodeHeader(m.Get("Subject")))))
-	fmt.Fprintf(&text, "    Reason:   %s\n\n", decorate.OneLine(reason))
+	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(message.OneLine(message.DecodeHeader(m.Get("Subject")))))
+	fmt.Fprintf(&text, "    Reason:   %s\n\n", message.OneLine(reason))
 	fmt.Fprintf(&text, "The list's owners can be reached at %s.\n", owner)
 	fmt.Fprintf(&text, "The header of your message is attached.\n")
 	h := noticeHeader{
@@ -133,7 +133,7 @@ func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string,
 }
 
 // automatic reports mail that must not be answered (RFC 3834 section 2).
-func automatic(m *decorate.Message) bool {
+func automatic(m *message.Message) bool {
 	if m.Has(commands.NoticeHeader) {
 		return true
 	}
@@ -178,7 +178,7 @@ type part struct {
 // header.
 func messagePart(msg []byte) part {
 	if len(msg) > maxAttached {
-		return headerPart(decorate.Parse(msg))
+		return headerPart(message.Parse(msg))
 	}
 	return part{
 		header: "Content-Type: message/rfc822\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: " + cte8(msg) + "\r\n",
@@ -188,7 +188,7 @@ func messagePart(msg []byte) part {
 
 // headerPart attaches a message's header as text/rfc822-headers (RFC
 // 6522).
-func headerPart(m *decorate.Message) part {
+func headerPart(m *message.Message) part {
 	h := m.Header()
 	return part{
 		header: "Content-Type: text/rfc822-headers\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: " + cte8(h) + "\r\n",
@@ -214,13 +214,13 @@ func (p *Pipeline) buildNotice(h noticeHeader, text string, att part) []byte {
 		boundary = randomToken()
 	}
 	var b bytes.Buffer
-	field := func(name, value string) { b.WriteString(decorate.FormatField(name, value, eol)) }
+	field := func(name, value string) { b.WriteString(message.FormatField(name, value, eol)) }
 	field("From", h.from)
 	field("To", h.to)
 	if h.replyTo != "" {
 		field("Reply-To", h.replyTo)
 	}
-	field("Subject", mime.QEncoding.Encode("utf-8", decorate.OneLine(h.subject)))
+	field("Subject", mime.QEncoding.Encode("utf-8", message.OneLine(h.subject)))
 	field("Date", p.st.Now().UTC().Format(time.RFC1123Z))
 	field("Message-ID", "<postlist."+randomToken()+"@"+h.domain+">")
 	if h.inReplyTo != "" {

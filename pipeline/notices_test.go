@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"postlist/commands"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -52,7 +52,7 @@ func TestNoticesCarryTheMark(t *testing.T) {
 	if len(ds) == 0 {
 		t.Fatal("no hold notice")
 	}
-	m := decorate.Parse([]byte(e.render(ds[0])))
+	m := message.Parse([]byte(e.render(ds[0])))
 	if m.Get(commands.NoticeHeader) != "held" || m.Get("Auto-Submitted") != "auto-generated" {
 		t.Errorf("hold notice marks: %q, %q", m.Get(commands.NoticeHeader), m.Get("Auto-Submitted"))
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"postlist/commands"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -68,7 +68,7 @@ func noticesTo(t *testing.T, st *store.Store, rcpt string) []string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kinds = append(kinds, decorate.Parse(body).Get(commands.NoticeHeader))
+			kinds = append(kinds, message.Parse(body).Get(commands.NoticeHeader))
 		}
 	}
 	return kinds
