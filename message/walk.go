@@ -1,16 +1,13 @@
 package message
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"mime"
 	"strings"
 
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // decode text in any charset go-message knows
-	"github.com/emersion/go-message/textproto"
 )
 
 // Bounds on a MIME walk. Mail comes from the network and may nest parts
@@ -165,19 +162,3 @@ func trimBreak(msg []byte, start, end int) int {
 	return end
 }
 
-// CheckHeader is the strict reading intake applies before it accepts a
-// message: a header section that parses as RFC 5322 fields, with at least
-// one field. Parse, which never fails, reads whatever passes. The error
-// says what is wrong, quoting the offending line.
-func CheckHeader(b []byte) error {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
-	if err != nil {
-		return err
-	}
-	if h.Len() == 0 {
-		return errNoFields
-	}
-	return nil
-}
-
-var errNoFields = errors.New("no header fields")
