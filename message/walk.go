@@ -161,4 +161,3 @@ func trimBreak(msg []byte, start, end int) int {
 	}
 	return end
 }
-
