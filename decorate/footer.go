@@ -32,14 +32,10 @@ import (
 // after </html>. This differs from Mailman, which rewrites the payload of
 // some of these and breaks their signatures.
 func addFooter(m *message.Message, footer string) {
-	ct := m.Get("Content-Type")
-	mt, params := "text/plain", map[string]string{}
-	if ct != "" {
-		var err error
-		if mt, params, err = mime.ParseMediaType(ct); err != nil {
-			wrapMixed(m, footer)
-			return
-		}
+	mt, params, err := m.ContentType()
+	if err != nil {
+		wrapMixed(m, footer)
+		return
 	}
 	switch {
 	case mt == "text/plain":

@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"mime"
 	"strings"
@@ -83,6 +84,22 @@ func limit(b []byte, n int) []byte {
 	return b
 }
 
+// ContentType reads the Content-Type field: media type (lower case) and
+// parameters, "text/plain" with no parameters when the field is missing
+// or empty (RFC 2045 section 5.2). A field that does not parse gives an
+// error along with what could be read: the media type alone, or nothing.
+func (m *Message) ContentType() (mediaType string, params map[string]string, err error) {
+	ct := m.Get("Content-Type")
+	if ct == "" {
+		return "text/plain", map[string]string{}, nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return mt, params, fmt.Errorf("content-type %q: %w", OneLine(ct), err)
+	}
+	return mt, params, nil
+}
+
 // Walk returns the MIME entities of msg, depth first and in order, the
 // message itself first, within MaxParts and MaxDepth. It never fails: an
 // entity it cannot read further is a leaf. Only multipart bodies are
@@ -100,12 +117,8 @@ func walk(msg []byte, start, end, depth int, out *[]Part) {
 	}
 	h := Parse(msg[start:end])
 	p := Part{Header: h, Depth: depth, Start: end - len(h.Body), End: end}
-	if ct := h.Get("Content-Type"); ct == "" {
-		p.MediaType = "text/plain"
-	} else {
-		mt, params, err := mime.ParseMediaType(ct)
-		p.MediaType, p.Params, p.BadType = mt, params, err != nil
-	}
+	mt, params, err := h.ContentType()
+	p.MediaType, p.Params, p.BadType = mt, params, err != nil
 	*out = append(*out, p)
 	if boundary := p.Params["boundary"]; p.Multipart() && boundary != "" {
 		for _, r := range splitParts(msg, p.Start, p.End, boundary) {

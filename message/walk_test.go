@@ -144,3 +144,22 @@ func FuzzWalk(f *testing.F) {
 		}
 	})
 }
+
+func TestContentType(t *testing.T) {
+	cases := []struct {
+		in, mt, params string
+		bad            bool
+	}{
+		{"Subject: x\r\n\r\n", "text/plain", "map[]", false},
+		{"Content-Type: \r\n\r\n", "text/plain", "map[]", false},
+		{"Content-Type: Text/HTML; Charset=\"utf-8\"\r\n\r\n", "text/html", "map[charset:utf-8]", false},
+		{"Content-Type: text/plain; charset\r\n\r\n", "text/plain", "map[]", true},
+		{"Content-Type: ;;\r\n\r\n", "", "map[]", true},
+	}
+	for _, tc := range cases {
+		mt, params, err := Parse([]byte(tc.in)).ContentType()
+		if mt != tc.mt || fmt.Sprint(params) != tc.params || (err != nil) != tc.bad {
+			t.Errorf("ContentType of %q = %q, %v, %v; want %q, %s, error %v", tc.in, mt, params, err, tc.mt, tc.params, tc.bad)
+		}
+	}
+}
