@@ -1,18 +1,12 @@
 package bounce
 
 import (
-	"bytes"
 	"errors"
-	"io"
-	"mime"
 	"regexp"
 	"strings"
 
-	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // decode report text in any charset go-message knows
-
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -37,8 +31,6 @@ type Failure struct {
 // Bounds on the work one bounce costs: reports are small, but a bounce
 // comes from the network and may carry anything.
 const (
-	maxParts     = 50
-	maxDepth     = 5
 	maxPartBytes = 64 << 10
 	maxFailures  = 100
 	maxDiag      = 500
@@ -63,27 +55,34 @@ var ErrUnreadable = errors.New("not readable as a message")
 // provider would otherwise unsubscribe its users one innocent post at a
 // time.
 func ParseDSN(msg []byte) ([]Failure, error) {
-	e, err := message.Read(bytes.NewReader(msg))
-	if e == nil || (err != nil && !lenient(err)) {
+	m := message.Parse(msg)
+	if message.CheckHeader(msg) != nil {
 		// A broken header: the plain text may still be a bounce.
-		m := decorate.Parse(msg)
 		if fs := textFailures(m, string(limit(m.Body))); len(fs) > 0 {
 			return fs, nil
 		}
 		return nil, ErrUnreadable
 	}
-	w := walker{}
-	w.walk(e, 0)
-	if w.dsn {
-		return dedupe(w.failures), nil
+	dsn, haveText := false, false
+	var failures []Failure
+	var text string
+	for _, p := range message.Walk(msg) {
+		switch p.MediaType {
+		case "message/delivery-status", "message/global-delivery-status":
+			dsn = true
+			failures = append(failures, statusFailures(p.Text(maxPartBytes))...)
+		case "text/plain", "":
+			if !haveText {
+				text, haveText = p.Text(maxPartBytes), true
+			}
+		}
+		// message/rfc822 and text/rfc822-headers are the returned
+		// original: whatever it says is not about this delivery.
 	}
-	return textFailures(decorate.Parse(msg), w.text), nil
-}
-
-// lenient reports the go-message errors that still come with a usable
-// entity (its body undecoded).
-func lenient(err error) bool {
-	return message.IsUnknownCharset(err) || message.IsUnknownEncoding(err)
+	if dsn {
+		return dedupe(failures), nil
+	}
+	return textFailures(m, text), nil
 }
 
 func limit(b []byte) []byte {
@@ -91,48 +90,6 @@ func limit(b []byte) []byte {
 		return b[:maxPartBytes]
 	}
 	return b
-}
-
-// walker collects the delivery-status parts and the first text part.
-type walker struct {
-	parts    int
-	dsn      bool
-	failures []Failure
-	text     string
-	haveText bool
-}
-
-func (w *walker) walk(e *message.Entity, depth int) {
-	if w.parts++; w.parts > maxParts || depth > maxDepth {
-		return
-	}
-	mt, _, _ := mime.ParseMediaType(e.Header.Get("Content-Type"))
-	if mt == "" {
-		mt = "text/plain"
-	}
-	switch {
-	case strings.HasPrefix(mt, "multipart/"):
-		mr := e.MultipartReader()
-		if mr == nil {
-			return
-		}
-		for {
-			p, err := mr.NextPart()
-			if p == nil || (err != nil && !lenient(err)) {
-				return
-			}
-			w.walk(p, depth+1)
-		}
-	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
-		b, _ := io.ReadAll(io.LimitReader(e.Body, maxPartBytes))
-		w.dsn = true
-		w.failures = append(w.failures, statusFailures(string(b))...)
-	case mt == "text/plain" && !w.haveText:
-		b, _ := io.ReadAll(io.LimitReader(e.Body, maxPartBytes))
-		w.text, w.haveText = string(b), true
-	}
-	// message/rfc822 and text/rfc822-headers are the returned original:
-	// whatever it says is not about this delivery.
 }
 
 // statusFailures reads the fields of a message/delivery-status body: a
@@ -155,7 +112,7 @@ func statusFailures(body string) []Failure {
 			// "smtp; 550 5.1.1 ..." - drop the diagnostic type.
 			diag = v
 		}
-		diag = clip(decorate.OneLine(diag), maxDiag)
+		diag = clip(message.OneLine(diag), maxDiag)
 		status := statusRE.FindString(block["status"])
 		kind := classify(action, status, diag)
 		if kind == "" {

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
 	"postlist/internal/stage"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -214,12 +214,12 @@ func (b *bounceMail) verp(ctx context.Context) error {
 		// (an index not yet reloaded, mail injected around the milter)
 		// is still no evidence against anyone.
 		b.batch.Result = "refused: the bounce address's signature is wrong"
-		b.batch.Event, b.batch.Detail = store.EventBounceRefused, "-bounces+"+clip(decorate.OneLine(b.it.Extension), 200)+": bad or missing signature"
-		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(decorate.OneLine(address.RedactVERP(b.it.Extension)), 200)))
+		b.batch.Event, b.batch.Detail = store.EventBounceRefused, "-bounces+"+clip(message.OneLine(b.it.Extension), 200)+": bad or missing signature"
+		b.log.Warn("bounce refused: bad VERP signature", zap.String("extension", clip(message.OneLine(address.RedactVERP(b.it.Extension)), 200)))
 		return nil
 	}
 	if len(b.failures) == 0 {
-		if auto := decorate.Parse(b.body).Get("Auto-Submitted"); strings.HasPrefix(strings.ToLower(auto), "auto-replied") {
+		if auto := message.Parse(b.body).Get("Auto-Submitted"); strings.HasPrefix(strings.ToLower(auto), "auto-replied") {
 			// A vacation reply sent, as RFC 3834 says, to our envelope
 			// sender: nothing failed, and the owners need not read it.
 			b.batch.Result = "ignored: an automatic reply, not a bounce"
@@ -337,7 +337,7 @@ func (p *Processor) applyRecorded(ctx context.Context, b store.RecordedBounce) (
 			decide = func(st store.BounceState) store.BounceVerdict {
 				v := Score(st, b.ReceivedAt, pol)
 				if v.Scored {
-					v.Detail += "; refused in our SMTP session: " + clip(decorate.OneLine(b.Diagnostic), 200)
+					v.Detail += "; refused in our SMTP session: " + clip(message.OneLine(b.Diagnostic), 200)
 				}
 				if v.Disable {
 					v.Notices = p.disabledNotice(l, admins, st, v.Score, f, nil)

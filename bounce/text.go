@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 )
 
 // Bounces that are not RFC 3464 reports still follow a few well-known
@@ -38,7 +38,7 @@ type block struct {
 
 // textFailures reads a non-DSN bounce: header m and the text of its first
 // text/plain part.
-func textFailures(m *decorate.Message, text string) []Failure {
+func textFailures(m *message.Message, text string) []Failure {
 	var blocks []block
 	switch {
 	case eximStart.MatchString(text):
@@ -61,7 +61,7 @@ func textFailures(m *decorate.Message, text string) []Failure {
 	}
 	var out []Failure
 	for _, b := range blocks {
-		diag := clip(decorate.OneLine(strings.Join(b.diag, " ")), maxDiag)
+		diag := clip(message.OneLine(strings.Join(b.diag, " ")), maxDiag)
 		status := statusOf(diag)
 		out = append(out, Failure{Address: b.addr, Status: status, Action: action, Diagnostic: diag, Kind: classify(action, status, diag)})
 		if len(out) >= maxFailures {
@@ -82,8 +82,8 @@ func hasBlock(bs []block, addr string) bool {
 
 // robotSender reports a bounce's usual From: the mailer daemon or the
 // postmaster.
-func robotSender(m *decorate.Message) bool {
-	as, err := decorate.ParseAddressList(m.Get("From"))
+func robotSender(m *message.Message) bool {
+	as, err := message.ParseAddressList(m.Get("From"))
 	if err != nil || len(as) == 0 {
 		return false
 	}

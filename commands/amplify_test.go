@@ -11,7 +11,7 @@ import (
 
 	"postlist/commands"
 	"postlist/commands/emailtest"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -45,7 +45,7 @@ func (e *env) injectMany(t *testing.T, envSender, queue string, msg []byte, rcpt
 		rs = append(rs, store.IntakeRecipient{Recipient: r, List: emailtest.List, Kind: kind, Extension: ext})
 	}
 	res, err := e.Store.Intake(context.Background(), &store.IntakeMessage{
-		MessageID: decorate.Parse(msg).Get("Message-ID"), Sender: envSender, QueueID: queue, Body: msg, Recipients: rs,
+		MessageID: message.Parse(msg).Get("Message-ID"), Sender: envSender, QueueID: queue, Body: msg, Recipients: rs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestOneReplyPerMessage(t *testing.T) {
 				}
 				t.Fatalf("%d recipient(s) gave the sender %q, want one %s", len(tc.rcpts), kinds, tc.want)
 			}
-			items, err := e.Store.IntakeByMessageID(context.Background(), decorate.Parse(msg).Get("Message-ID"))
+			items, err := e.Store.IntakeByMessageID(context.Background(), message.Parse(msg).Get("Message-ID"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +288,7 @@ func TestSiteAddressesRefused(t *testing.T) {
 }
 
 func TestOwnNoticeIsAutomatic(t *testing.T) {
-	m := decorate.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", notice.Header+": results"))
+	m := message.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", notice.Header+": results"))
 	if why := notice.Automatic(m, "bob@example.net"); !strings.Contains(why, notice.Header) {
 		t.Errorf("Automatic = %q, want the notice mark named", why)
 	}

@@ -2,7 +2,7 @@ package commands
 
 import (
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 )
 
 // Sender returns who a command message is from: the first From address,
@@ -10,15 +10,15 @@ import (
 // Mailman answers From rather than the envelope sender; either way the
 // confirmation request goes to the address it would subscribe, so only its
 // owner can complete it.
-func Sender(m *decorate.Message, envSender string) (name, addr string) {
+func Sender(m *message.Message, envSender string) (name, addr string) {
 	for _, v := range m.Values("From") {
-		as, err := decorate.ParseAddressList(v)
+		as, err := message.ParseAddressList(v)
 		if err != nil {
 			continue
 		}
 		for _, a := range as {
 			if n, err := address.Normalize(a.Address); err == nil {
-				return decorate.OneLine(a.Name), n
+				return message.OneLine(a.Name), n
 			}
 		}
 	}

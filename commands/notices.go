@@ -6,7 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -89,8 +89,8 @@ func (s *session) resultText() string {
 func (s *session) resultsMail() store.Notice {
 	m := notice.ResultsMail(s.l, notice.Results{
 		Name: s.name, Address: s.sender,
-		From:    decorate.DecodeHeader(s.msg.Get("From")),
-		Subject: decorate.DecodeHeader(s.msg.Get("Subject")),
+		From:    message.DecodeHeader(s.msg.Get("From")),
+		Subject: message.DecodeHeader(s.msg.Get("Subject")),
 		Date:    s.msg.Get("Date"), MessageID: s.msg.Get("Message-ID"),
 		NonText: s.nonText, Lines: s.results, Unprocessed: s.unprocessed, Ignored: s.ignored,
 	})

@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"strings"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 )
 
@@ -18,9 +18,9 @@ const MaxCommands = 10
 // Bounds on what the parser keeps from one message, so that a reply to a
 // megabyte of text stays small.
 const (
-	maxIgnored = 20                   // ignored lines listed in a reply
-	maxArgs    = 10                   // arguments kept per command
-	maxBody    = decorate.MaxTextBody // bytes of body text read at all
+	maxIgnored = 20                  // ignored lines listed in a reply
+	maxArgs    = 10                  // arguments kept per command
+	maxBody    = message.MaxTextBody // bytes of body text read at all
 )
 
 // Command names, Mailman's. subscribe, unsubscribe and stop are aliases
@@ -118,7 +118,7 @@ func Parse(subject string, body []byte) (cmds []Command, ignored []string) {
 
 // parseSubject returns the command of a Subject, if it has one.
 func parseSubject(subject string) (Command, bool) {
-	line := strings.TrimSpace(decorate.OneLine(subject))
+	line := strings.TrimSpace(message.OneLine(subject))
 	if line == "" {
 		return Command{}, false
 	}

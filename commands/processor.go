@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
 	"postlist/internal/stage"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -144,7 +144,7 @@ func (p *Processor) process(ctx context.Context, it store.IntakeItem) (bool, err
 	if err != nil {
 		return false, err
 	}
-	m := decorate.Parse(body)
+	m := message.Parse(body)
 	if it.Kind == "owner" {
 		return p.forwardOwnerMail(ctx, log, l, it, envSender)
 	}

@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -22,7 +22,7 @@ type session struct {
 	l      *store.List
 	it     store.IntakeItem
 	raw    []byte
-	msg    *decorate.Message
+	msg    *message.Message
 	sender string // normalised From (or envelope) address
 	name   string // its display name
 	// implicit marks mail to -join, -leave or -confirm+TOKEN: as in
@@ -48,9 +48,9 @@ type session struct {
 
 // parseAndRun reads the Subject and first text/plain part as commands.
 func (s *session) parseAndRun(ctx context.Context, raw []byte) error {
-	text, other := decorate.TextBody(raw)
+	text, other := message.TextBody(raw)
 	s.nonText = other
-	cmds, ignored := Parse(decorate.DecodeHeader(s.msg.Get("Subject")), []byte(text))
+	cmds, ignored := Parse(message.DecodeHeader(s.msg.Get("Subject")), []byte(text))
 	s.ignored = ignored
 	return s.run(ctx, cmds)
 }

@@ -35,6 +35,7 @@ import (
 	"strings"
 
 	"postlist/address"
+	"postlist/message"
 )
 
 // List holds the list facts decoration needs, in their stored form
@@ -157,7 +158,7 @@ func Prepare(orig []byte, l List) (*Prepared, error) {
 	if err := l.fill(); err != nil {
 		return nil, err
 	}
-	m := Parse(orig)
+	m := message.Parse(orig)
 	cleanse(m)
 	var inner []byte
 	if l.DMARCMitigateAction == "wrap_message" {
@@ -186,29 +187,29 @@ func Prepare(orig []byte, l List) (*Prepared, error) {
 		origTo = strings.Join(m.Values("To"), ", ")
 		m.Del("To")
 		if l.ReplyGoesToList != "point_to_list" {
-			appendAddress(m, "Cc", formatAddress(l.DisplayName, l.Address))
+			appendAddress(m, "Cc", message.FormatAddress(l.DisplayName, l.Address))
 		}
 	}
 
 	eol := m.EOL
 	var head, tail bytes.Buffer
-	m.writeFields(&head, m.Fields)
+	m.WriteFields(&head, m.Fields)
 	id := "<" + l.ListID + ">"
 	if l.Description != "" {
-		id = encodePhrase(l.Description) + " " + id
+		id = message.EncodePhrase(l.Description) + " " + id
 	}
-	head.WriteString(FormatField("List-Id", id, eol))
+	head.WriteString(message.FormatField("List-Id", id, eol))
 	if l.ArchiveURL != "" && safeURIPart(l.ArchiveURL) {
-		head.WriteString(FormatField("List-Archive", "<"+l.ArchiveURL+">", eol))
+		head.WriteString(message.FormatField("List-Archive", "<"+l.ArchiveURL+">", eol))
 	}
-	head.WriteString(FormatField("List-Help", "<mailto:"+l.RequestAddress+"?subject=help>", eol))
-	head.WriteString(FormatField("List-Owner", "<mailto:"+l.OwnerAddress+">", eol))
-	head.WriteString(FormatField("List-Post", "<mailto:"+l.Address+">", eol))
-	head.WriteString(FormatField("List-Subscribe", "<mailto:"+l.JoinAddress+">", eol))
+	head.WriteString(message.FormatField("List-Help", "<mailto:"+l.RequestAddress+"?subject=help>", eol))
+	head.WriteString(message.FormatField("List-Owner", "<mailto:"+l.OwnerAddress+">", eol))
+	head.WriteString(message.FormatField("List-Post", "<mailto:"+l.Address+">", eol))
+	head.WriteString(message.FormatField("List-Subscribe", "<mailto:"+l.JoinAddress+">", eol))
 
-	tail.WriteString(FormatField("Precedence", "list", eol))
-	tail.WriteString(FormatField("X-BeenThere", l.Address, eol))
-	tail.Write(m.separator())
+	tail.WriteString(message.FormatField("Precedence", "list", eol))
+	tail.WriteString(message.FormatField("X-BeenThere", l.Address, eol))
+	tail.Write(m.Separator())
 	tail.Write(m.Body)
 	return &Prepared{head: head.Bytes(), tail: tail.Bytes(), leave: l.LeaveAddress, eol: eol, personal: personal, origTo: origTo}, nil
 }
@@ -238,17 +239,17 @@ func (p *Prepared) appendOwn(out []byte, r Recipient) []byte {
 		// promise.
 		oneClick = strings.HasPrefix(strings.ToLower(u), "https://")
 	}
-	fields := FormatField("List-Unsubscribe", unsub, p.eol)
+	fields := message.FormatField("List-Unsubscribe", unsub, p.eol)
 	if oneClick {
-		fields += FormatField("List-Unsubscribe-Post", "List-Unsubscribe=One-Click", p.eol)
+		fields += message.FormatField("List-Unsubscribe-Post", "List-Unsubscribe=One-Click", p.eol)
 	}
 	out = append(out, p.head...)
 	if p.personal {
 		switch {
 		case r.Address != "" && !strings.ContainsAny(r.Address, "\r\n<>"):
-			fields = FormatField("To", r.Address, p.eol) + fields
+			fields = message.FormatField("To", r.Address, p.eol) + fields
 		case p.origTo != "":
-			fields = FormatField("To", p.origTo, p.eol) + fields
+			fields = message.FormatField("To", p.origTo, p.eol) + fields
 		}
 	}
 	return append(out, fields...)
@@ -260,7 +261,7 @@ func (p *Prepared) Tail() []byte { return p.tail }
 
 // cleanse removes the fields that must not reach members or that the
 // list replaces with its own.
-func cleanse(m *Message) {
+func cleanse(m *message.Message) {
 	m.DelFunc(func(name string) bool {
 		n := strings.ToLower(name)
 		if strings.HasPrefix(n, "list-") {
@@ -278,7 +279,7 @@ func cleanse(m *Message) {
 
 // prefixSubject applies the list's subject prefix in place (the Subject
 // field keeps its position).
-func prefixSubject(m *Message, prefix string, number int64) {
+func prefixSubject(m *message.Message, prefix string, number int64) {
 	raw := m.Get("Subject")
 	v, changed := PrefixSubjectNumbered(raw, m.Has("Subject"), prefix, number)
 	if changed {
@@ -290,11 +291,11 @@ func prefixSubject(m *Message, prefix string, number int64) {
 // and the list's address added to it (Mailman's default, with
 // first_strip_reply_to off), so that nobody's chosen reply address is
 // silently dropped.
-func replyTo(m *Message, l List) {
+func replyTo(m *message.Message, l List) {
 	var add string
 	switch l.ReplyGoesToList {
 	case "point_to_list":
-		add = formatAddress(l.DisplayName, l.Address)
+		add = message.FormatAddress(l.DisplayName, l.Address)
 	case "explicit_header":
 		if l.ReplyToAddress == "" || !safeURIPart(l.ReplyToAddress) {
 			return
@@ -309,14 +310,14 @@ func replyTo(m *Message, l List) {
 // appendAddress adds addr to the address field name, merging several
 // fields of that name into one, unless an address with the same mailbox is
 // already there.
-func appendAddress(m *Message, name, addr string) {
+func appendAddress(m *message.Message, name, addr string) {
 	vals := m.Values(name)
 	if len(vals) == 0 {
 		m.Set(name, addr)
 		return
 	}
 	joined := strings.Join(vals, ", ")
-	if as, err := ParseAddressList(joined); err == nil {
+	if as, err := message.ParseAddressList(joined); err == nil {
 		want := addrSpec(addr)
 		for _, a := range as {
 			if strings.EqualFold(a.Address, want) {

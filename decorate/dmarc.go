@@ -1,6 +1,7 @@
 package decorate
 
 import (
+	"postlist/message"
 	"strings"
 )
 
@@ -20,13 +21,13 @@ import (
 // mungeFrom rewrites dst's From to the list and records the author of src
 // in dst: in Reply-To when the list does not set Reply-To itself
 // (no_munging) and the poster set none, otherwise in Cc, as Mailman does.
-func mungeFrom(dst, src *Message, l List) {
+func mungeFrom(dst, src *message.Message, l List) {
 	orig := src.Get("From")
 	if orig == "" {
 		return
 	}
 	name, addr := "", ""
-	if as, err := ParseAddressList(orig); err == nil && len(as) > 0 {
+	if as, err := message.ParseAddressList(orig); err == nil && len(as) > 0 {
 		name, addr = as[0].Name, as[0].Address
 	} else {
 		addr = addrSpec(orig)
@@ -36,7 +37,7 @@ func mungeFrom(dst, src *Message, l List) {
 		// sender's address and invite replies to the wrong place.
 		name = strings.Replace(addr, "@", " at ", 1)
 	}
-	dst.Set("From", formatAddress(name+" via "+l.DisplayName, l.Address))
+	dst.Set("From", message.FormatAddress(name+" via "+l.DisplayName, l.Address))
 	if l.ReplyGoesToList == "no_munging" || l.ReplyGoesToList == "" {
 		if !dst.Has("Reply-To") {
 			dst.Set("Reply-To", orig)
@@ -57,8 +58,8 @@ var wrappedFields = map[string]bool{
 // (inner), becomes a message/rfc822 body of a new message from the list,
 // so the author's signature stays verifiable inside it. The outer message
 // keeps the post's Message-ID so threads do not break.
-func wrapMessage(m *Message, inner []byte, l List) *Message {
-	outer := &Message{EOL: m.EOL}
+func wrapMessage(m *message.Message, inner []byte, l List) *message.Message {
+	outer := &message.Message{EOL: m.EOL}
 	for _, f := range m.Fields {
 		if wrappedFields[strings.ToLower(f.Name)] {
 			outer.Fields = append(outer.Fields, f)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"mime"
 	"mime/quotedprintable"
+	"postlist/message"
 	"strconv"
 	"strings"
 )
@@ -30,15 +31,11 @@ import (
 // signature over it still verifies and HTML is not broken by text glued
 // after </html>. This differs from Mailman, which rewrites the payload of
 // some of these and breaks their signatures.
-func addFooter(m *Message, footer string) {
-	ct := m.Get("Content-Type")
-	mt, params := "text/plain", map[string]string{}
-	if ct != "" {
-		var err error
-		if mt, params, err = mime.ParseMediaType(ct); err != nil {
-			wrapMixed(m, footer)
-			return
-		}
+func addFooter(m *message.Message, footer string) {
+	mt, params, err := m.ContentType()
+	if err != nil {
+		wrapMixed(m, footer)
+		return
 	}
 	switch {
 	case mt == "text/plain":
@@ -77,7 +74,7 @@ func isUSASCII(cs string) bool { return cs == "us-ascii" || cs == "ascii" || cs 
 
 // appendText appends the footer to a single text/plain part and reports
 // whether it could.
-func appendText(m *Message, params map[string]string, footer string) bool {
+func appendText(m *message.Message, params map[string]string, footer string) bool {
 	cs := strings.ToLower(params["charset"])
 	if !asciiCompatible(cs) {
 		return false
@@ -137,7 +134,7 @@ func appendText(m *Message, params map[string]string, footer string) bool {
 
 // appendPart adds the footer as the last part of a multipart/mixed body
 // and reports whether it found the closing boundary to do it.
-func appendPart(m *Message, boundary, footer string) bool {
+func appendPart(m *message.Message, boundary, footer string) bool {
 	if boundary == "" {
 		return false
 	}
@@ -163,12 +160,12 @@ func appendPart(m *Message, boundary, footer string) bool {
 
 // wrapMixed makes the body, with its Content-* fields, the first part of
 // a new multipart/mixed and the footer the second.
-func wrapMixed(m *Message, footer string) {
+func wrapMixed(m *message.Message, footer string) {
 	var part bytes.Buffer
-	var kept []Field
+	var kept []message.Field
 	for _, f := range m.Fields {
 		if strings.HasPrefix(strings.ToLower(f.Name), "content-") {
-			m.writeFields(&part, []Field{f})
+			m.WriteFields(&part, []message.Field{f})
 		} else {
 			kept = append(kept, f)
 		}
@@ -226,7 +223,7 @@ func newBoundary(body []byte) string {
 	return b
 }
 
-func ensureMIME(m *Message) {
+func ensureMIME(m *message.Message) {
 	if !m.Has("MIME-Version") {
 		m.Add("MIME-Version", "1.0")
 	}

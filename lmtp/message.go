@@ -1,7 +1,6 @@
 package lmtp
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
+	msg "postlist/message"
 )
 
 // messageInfo is what intake learns from a message's header.
@@ -30,16 +29,13 @@ const maxReason = 120
 // MIME structure is the processing stages' business, and Postfix relays
 // whatever its clients send.
 func inspect(body []byte) (messageInfo, error) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body)))
-	if err != nil {
+	if err := msg.CheckHeader(body); err != nil {
 		return messageInfo{}, errors.New(reason(err))
 	}
-	if h.Len() == 0 {
-		return messageInfo{}, errors.New("no header fields")
-	}
+	m := msg.Parse(body)
 	return messageInfo{
-		MessageID: strings.TrimSpace(h.Get("Message-Id")),
-		QueueID:   postfixQueueID(h.Get("Received")),
+		MessageID: strings.TrimSpace(m.Get("Message-Id")),
+		QueueID:   postfixQueueID(m.Get("Received")),
 	}, nil
 }
 

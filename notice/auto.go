@@ -1,9 +1,8 @@
 package notice
 
 import (
+	"postlist/message"
 	"strings"
-
-	"postlist/decorate"
 )
 
 // Automatic says why a message must not be answered automatically, or ""
@@ -12,7 +11,7 @@ import (
 // generated automatically or sent in bulk, and list mail. Answering any of
 // these risks a loop with another robot; a vacation reply to a
 // confirmation request would even confirm the subscription.
-func Automatic(m *decorate.Message, envSender string) string {
+func Automatic(m *message.Message, envSender string) string {
 	if envSender == "" {
 		return "null envelope sender"
 	}
@@ -74,7 +73,7 @@ const maxLineLen = 200
 // boundary, "..." marking the cut), for quoting text from the network in
 // a notice or a reason.
 func Clip(s string) string {
-	s = decorate.OneLine(s)
+	s = message.OneLine(s)
 	if len(s) <= maxLineLen {
 		return s
 	}

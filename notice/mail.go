@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -31,10 +31,10 @@ func ListAddress(list string, kind address.Kind, ext, delim string) string {
 
 // Mailbox formats an address with an optional display name for a header
 // field. The name may come from the network: net/mail quotes or encodes
-// it, and decorate.FormatField later turns any control character into a
+// it, and message.FormatField later turns any control character into a
 // space, so it can never start a header field of its own.
 func Mailbox(name, addr string) string {
-	name = decorate.OneLine(name)
+	name = message.OneLine(name)
 	if name == "" {
 		return addr
 	}
@@ -78,13 +78,13 @@ const MaxAttached = 256 << 10
 func (m Mail) Bytes(domain string, now time.Time) []byte {
 	const eol = "\r\n"
 	var b bytes.Buffer
-	field := func(name, value string) { b.WriteString(decorate.FormatField(name, value, eol)) }
+	field := func(name, value string) { b.WriteString(message.FormatField(name, value, eol)) }
 	field("From", m.From)
 	field("To", m.To)
 	if m.ReplyTo != "" {
 		field("Reply-To", m.ReplyTo)
 	}
-	field("Subject", mime.QEncoding.Encode("utf-8", decorate.OneLine(m.Subject)))
+	field("Subject", mime.QEncoding.Encode("utf-8", message.OneLine(m.Subject)))
 	field("Date", now.UTC().Format(time.RFC1123Z))
 	field("Message-ID", "<postlist."+randomHex()+"@"+domain+">")
 	if validMsgID(m.InReplyTo) {
@@ -109,7 +109,7 @@ func (m Mail) Bytes(domain string, now time.Time) []byte {
 	att, attHeader := m.Attach, "Content-Type: message/rfc822"+eol+"Content-Disposition: inline"+eol
 	if m.HeaderOnly || len(att) > MaxAttached {
 		// RFC 6522's type for a header alone.
-		att = decorate.Parse(att).Header()
+		att = message.Parse(att).Header()
 		attHeader = "Content-Type: text/rfc822-headers" + eol + "Content-Disposition: inline" + eol
 	}
 	attHeader += "Content-Transfer-Encoding: " + cte(att) + eol

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-message"
+	gomessage "github.com/emersion/go-message"
 
-	"postlist/decorate"
+	"postlist/message"
+
 	"postlist/store"
 )
 
@@ -19,7 +20,7 @@ var now = time.Date(2026, 12, 8, 4, 0, 0, 0, time.UTC)
 // fieldNames lists a rendered header's field names in order.
 func fieldNames(b []byte) []string {
 	var names []string
-	for _, f := range decorate.Parse(b).Fields {
+	for _, f := range message.Parse(b).Fields {
 		names = append(names, f.Name)
 	}
 	return names
@@ -77,17 +78,17 @@ func TestMailBytes(t *testing.T) {
 			if bytes.Contains(bytes.ReplaceAll(b, []byte("\r\n"), nil), []byte("\n")) {
 				t.Error("a bare LF in the rendered mail")
 			}
-			h := decorate.Parse(b)
+			h := message.Parse(b)
 			if h.Get("Date") != "Tue, 08 Dec 2026 04:00:00 +0000" || h.Get("Precedence") != "bulk" ||
 				h.Get(Header) != "held" || h.Get("Auto-Submitted") != "auto-generated" ||
 				!strings.HasSuffix(h.Get("Message-ID"), "@lists.example.org>") {
 				t.Errorf("marks: %q", h.Header())
 			}
-			e, err := message.Read(bytes.NewReader(b))
+			e, err := gomessage.Read(bytes.NewReader(b))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var parts []*message.Entity
+			var parts []*gomessage.Entity
 			if mr := e.MultipartReader(); mr != nil {
 				for {
 					p, err := mr.NextPart()
@@ -102,7 +103,7 @@ func TestMailBytes(t *testing.T) {
 					parts = append(parts, p)
 				}
 			} else {
-				parts = []*message.Entity{e}
+				parts = []*gomessage.Entity{e}
 			}
 			if want := map[bool]int{true: 2, false: 1}[tc.attached != ""]; len(parts) != want {
 				t.Fatalf("%d part(s), want %d", len(parts), want)
@@ -119,7 +120,7 @@ func TestMailBytes(t *testing.T) {
 			if mt != tc.attached {
 				t.Errorf("attachment %s, want %s", mt, tc.attached)
 			}
-			want := decorate.Parse(m.Attach).Header()
+			want := message.Parse(m.Attach).Header()
 			if tc.whole {
 				want = m.Attach
 			}
@@ -133,8 +134,8 @@ func TestMailBytes(t *testing.T) {
 // TestMailUnique: every notice has its own Message-ID.
 func TestMailUnique(t *testing.T) {
 	m := Mail{From: "a@b", To: "c@d", Subject: "s", Kind: "k", Auto: "auto-generated", Text: "t"}
-	a := decorate.Parse(m.Bytes("b", now)).Get("Message-ID")
-	b := decorate.Parse(m.Bytes("b", now)).Get("Message-ID")
+	a := message.Parse(m.Bytes("b", now)).Get("Message-ID")
+	b := message.Parse(m.Bytes("b", now)).Get("Message-ID")
 	if a == b || a == "" {
 		t.Errorf("Message-IDs %q and %q", a, b)
 	}
@@ -213,7 +214,7 @@ func TestAutomatic(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := decorate.Parse([]byte(tc.header + "Subject: x\r\n\r\nbody\r\n"))
+			m := message.Parse([]byte(tc.header + "Subject: x\r\n\r\nbody\r\n"))
 			got := Automatic(m, tc.env)
 			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("Automatic = %q, want %q", got, tc.want)

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -39,7 +39,7 @@ func HeldMail(l *store.List, h Held) Mail {
 	fmt.Fprintf(&text, "A post to the %s mailing list is held for moderation.\n\n", l.Address)
 	fmt.Fprintf(&text, "    List:     %s\n", l.Address)
 	fmt.Fprintf(&text, "    From:     %s\n", from)
-	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(h.Subject)))
+	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(message.OneLine(h.Subject)))
 	fmt.Fprintf(&text, "    Reason:   %s: %s\n", h.Rule, h.Reason)
 	fmt.Fprintf(&text, "    Held as:  %d\n\n", h.ID)
 	confirm := ListAddress(l.Address, address.Confirm, h.Token, h.Delim)
@@ -72,11 +72,11 @@ func HeldMail(l *store.List, h Held) Mail {
 // of their message, never the whole message: a notice to a forged sender
 // must not carry someone else's content around.
 func RejectedMail(l *store.List, poster, reason string, post []byte) Mail {
-	m := decorate.Parse(post)
+	m := message.Parse(post)
 	var text strings.Builder
 	fmt.Fprintf(&text, "Your message to the %s mailing list was rejected.\n\n", l.Address)
-	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(decorate.OneLine(decorate.DecodeHeader(m.Get("Subject")))))
-	fmt.Fprintf(&text, "    Reason:   %s\n\n", decorate.OneLine(reason))
+	fmt.Fprintf(&text, "    Subject:  %s\n", orNone(message.OneLine(message.DecodeHeader(m.Get("Subject")))))
+	fmt.Fprintf(&text, "    Reason:   %s\n\n", message.OneLine(reason))
 	fmt.Fprintf(&text, "The list's owners can be reached at %s.\n", owner(l))
 	fmt.Fprintf(&text, "The header of your message is attached.\n")
 	return Mail{

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -17,7 +17,7 @@ import (
 // ListName is the name people know a list by: its display name, else
 // the local part of its address.
 func ListName(l *store.List) string {
-	if n := decorate.OneLine(l.Setting("display_name")); n != "" {
+	if n := message.OneLine(l.Setting("display_name")); n != "" {
 		return n
 	}
 	name, _ := address.ListName(l.Address)
@@ -83,7 +83,7 @@ func ModerationRequest(l *store.List, t store.Token, delim string) Mail {
 	}
 	who := t.Address
 	if t.DisplayName != "" {
-		who = fmt.Sprintf("%s (%s)", t.Address, decorate.OneLine(t.DisplayName))
+		who = fmt.Sprintf("%s (%s)", t.Address, message.OneLine(t.DisplayName))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s has confirmed a request to %s the %s mailing list.\n", who, verb, l.Address)
@@ -103,7 +103,7 @@ func ModerationRequest(l *store.List, t store.Token, delim string) Mail {
 func Welcome(l *store.List, name, addr string) Mail {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Welcome to the %q mailing list!\n\n", ListName(l))
-	if d := decorate.OneLine(l.Setting("description")); d != "" {
+	if d := message.OneLine(l.Setting("description")); d != "" {
 		fmt.Fprintf(&b, "%s\n\n", d)
 	}
 	fmt.Fprintf(&b, "To post to the list, send your message to\n\n    %s\n\n", l.Address)

@@ -3,13 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"io"
-	"mime"
 	"mime/quotedprintable"
 	"regexp"
 	"slices"
 	"strings"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -45,7 +44,7 @@ var pseudoHeader = regexp.MustCompile(`(?i)^\s*(x-)?approved?:\s*(.*?)\s*$`)
 // The same "Approved: ..." text is also removed from the other text parts
 // (the HTML alternative of the text part usually repeats it). That is best
 // effort: it finds the text only when the part is not base64-encoded.
-func checkApproval(msg []byte, m *decorate.Message, password string) approval {
+func checkApproval(msg []byte, m *message.Message, password string) approval {
 	if password == "" {
 		return approval{}
 	}
@@ -55,7 +54,7 @@ func checkApproval(msg []byte, m *decorate.Message, password string) approval {
 // findApproval is checkApproval without the guard for a list without a
 // password: it also tells whether a moderator wrote Approved: at all. Its
 // Valid means nothing when password is empty.
-func findApproval(msg []byte, m *decorate.Message, password string) approval {
+func findApproval(msg []byte, m *message.Message, password string) approval {
 	var a approval
 	found := false
 	for _, name := range approvedFields {
@@ -70,7 +69,7 @@ func findApproval(msg []byte, m *decorate.Message, password string) approval {
 	var cuts []cut
 	var value string // the text written after Approved: in the body
 	if !found {
-		parts := textParts(msg, m)
+		parts := textParts(msg)
 		for _, p := range parts {
 			if p.subtype != "plain" {
 				continue
@@ -119,7 +118,7 @@ func findApproval(msg []byte, m *decorate.Message, password string) approval {
 		b.Write(msg[last:])
 		body = b.Bytes()
 	}
-	cm := decorate.Parse(body)
+	cm := message.Parse(body)
 	for _, name := range approvedFields {
 		cm.Del(name)
 	}
@@ -142,74 +141,19 @@ type textPart struct {
 }
 
 // textParts finds the text parts of a message, depth first, in order.
-func textParts(msg []byte, m *decorate.Message) []textPart {
+func textParts(msg []byte) []textPart {
 	var out []textPart
-	walk(msg, len(msg)-len(m.Body), len(msg), m, 0, &out)
-	return out
-}
-
-const maxDepth = 8
-
-// walk visits the entity whose header is m and whose body is
-// msg[bodyStart:bodyEnd].
-func walk(msg []byte, bodyStart, bodyEnd int, m *decorate.Message, depth int, out *[]textPart) {
-	mt, params, err := mime.ParseMediaType(m.Get("Content-Type"))
-	if m.Get("Content-Type") == "" {
-		mt, err = "text/plain", nil
-	}
-	if err != nil || depth > maxDepth {
-		return
-	}
-	switch {
-	case strings.HasPrefix(mt, "text/"):
-		*out = append(*out, textPart{
-			subtype: strings.TrimPrefix(mt, "text/"),
-			cte:     strings.ToLower(m.Get("Content-Transfer-Encoding")),
-			start:   bodyStart, end: bodyEnd,
+	for _, p := range message.Walk(msg) {
+		if p.BadType || !strings.HasPrefix(p.MediaType, "text/") {
+			continue
+		}
+		out = append(out, textPart{
+			subtype: strings.TrimPrefix(p.MediaType, "text/"),
+			cte:     p.Encoding(),
+			start:   p.Start, end: p.End,
 		})
-	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "":
-		for _, p := range splitParts(msg, bodyStart, bodyEnd, params["boundary"]) {
-			pm := decorate.Parse(msg[p[0]:p[1]])
-			walk(msg, p[1]-len(pm.Body), p[1], pm, depth+1, out)
-		}
 	}
-}
-
-// splitParts returns the [start, end) ranges of the parts of a multipart
-// body: between delimiter lines, without the line break that belongs to
-// the next delimiter (RFC 2046 section 5.1.1).
-func splitParts(msg []byte, start, end int, boundary string) [][2]int {
-	delim := []byte("--" + boundary)
-	var parts [][2]int
-	partStart := -1
-	for i := start; i < end; {
-		lineEnd := end
-		if j := bytes.IndexByte(msg[i:end], '\n'); j >= 0 {
-			lineEnd = i + j + 1
-		}
-		line := bytes.TrimRight(msg[i:lineEnd], " \t\r\n")
-		if bytes.HasPrefix(line, delim) {
-			rest := line[len(delim):]
-			if len(rest) == 0 || bytes.Equal(rest, []byte("--")) {
-				if partStart >= 0 {
-					pe := i
-					if pe > partStart && msg[pe-1] == '\n' {
-						pe--
-						if pe > partStart && msg[pe-1] == '\r' {
-							pe--
-						}
-					}
-					parts = append(parts, [2]int{partStart, pe})
-				}
-				if len(rest) == 2 {
-					return parts
-				}
-				partStart = lineEnd
-			}
-		}
-		i = lineEnd
-	}
-	return parts
+	return out
 }
 
 // firstLinePseudoHeader finds an Approved: line as the first non-blank

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -102,7 +102,7 @@ func TestCheckApproval(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			a := checkApproval(msg, decorate.Parse(msg), hash)
+			a := checkApproval(msg, message.Parse(msg), hash)
 			if a.Valid != tc.valid || a.Where != tc.where {
 				t.Errorf("valid %v where %q, want %v %q", a.Valid, a.Where, tc.valid, tc.where)
 			}

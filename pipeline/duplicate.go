@@ -7,7 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -44,7 +44,7 @@ const ruleOwnNotice = "own-notice"
 // that is another list, say). Distributing it would hand a confirmation
 // token to every member; answering it could loop, so nobody is told.
 func (p *Pipeline) discardOwnNotice(ctx context.Context, l *store.List, it store.IntakeItem, sender, kind string) error {
-	reason := fmt.Sprintf("the message is a notice of this list server (%s: %s)", notice.Header, decorate.OneLine(kind))
+	reason := fmt.Sprintf("the message is a notice of this list server (%s: %s)", notice.Header, message.OneLine(kind))
 	_, err := p.st.RecordPost(ctx, store.PostDecision{
 		IntakeID: it.ID, ListID: l.ID, MessageID: it.MessageID,
 		Action: store.ActionDiscard, Rule: ruleOwnNotice, Reason: reason, Sender: sender,

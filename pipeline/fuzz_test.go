@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"postlist/decorate"
+	"postlist/message"
 )
 
 // FuzzApproval feeds the Approved: search arbitrary messages: it slices
@@ -18,19 +19,19 @@ func FuzzApproval(f *testing.F) {
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n--\r\n"), "x")
 	f.Add([]byte("X-Approve:   \r\n\r\n"), "")
 	f.Fuzz(func(t *testing.T, msg []byte, password string) {
-		a := findApproval(msg, decorate.Parse(msg), password)
+		a := findApproval(msg, message.Parse(msg), password)
 		if a.Where == "" && (a.Valid || a.Cleaned != nil) {
 			t.Fatalf("nothing found, yet %+v", a)
 		}
 		if a.Cleaned != nil {
-			m := decorate.Parse(a.Cleaned)
+			m := message.Parse(a.Cleaned)
 			for _, name := range approvedFields {
 				if m.Has(name) {
 					t.Fatalf("cleaned message still has %s:\n%q", name, a.Cleaned)
 				}
 			}
 		}
-		if c := checkApproval(msg, decorate.Parse(msg), password); password == "" && (c.Valid || c.Cleaned != nil) {
+		if c := checkApproval(msg, message.Parse(msg), password); password == "" && (c.Valid || c.Cleaned != nil) {
 			t.Fatalf("a list without a password approved or changed a post: %+v", c)
 		}
 	})

@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -46,7 +46,7 @@ func (p *Pipeline) Approve(ctx context.Context, heldID int64, by string) error {
 // DefaultRejectReason), unless the post was automatic mail or came from
 // the null sender, which must never be answered.
 func (p *Pipeline) Reject(ctx context.Context, heldID int64, by, reason string) error {
-	reason = decorate.OneLine(strings.TrimSpace(reason))
+	reason = message.OneLine(strings.TrimSpace(reason))
 	if reason == "" {
 		reason = DefaultRejectReason
 	}
@@ -111,7 +111,7 @@ func (p *Pipeline) ConfirmHeld(ctx context.Context, heldID int64, reply []byte, 
 		return "", err
 	}
 	password := l.Setting("moderator_password")
-	a := findApproval(reply, decorate.Parse(reply), password)
+	a := findApproval(reply, message.Parse(reply), password)
 	switch {
 	case a.Where == "":
 		return store.HeldDiscarded, p.Discard(ctx, heldID, by)

@@ -5,7 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -39,7 +39,7 @@ func (p *Pipeline) holdNotice(l *store.List, admins []string, heldID int64, toke
 // sender), which is what keeps notices from looping or becoming
 // backscatter.
 func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string, post []byte) (store.Notice, bool) {
-	m := decorate.Parse(post)
+	m := message.Parse(post)
 	if poster == "" || envSender == "" || automatic(m) || notice.Automatic(m, envSender) != "" {
 		return store.Notice{}, false
 	}
@@ -52,7 +52,7 @@ func (p *Pipeline) rejectNotice(l *store.List, poster, envSender, reason string,
 }
 
 // automatic reports mail that must not be answered (RFC 3834 section 2).
-func automatic(m *decorate.Message) bool {
+func automatic(m *message.Message) bool {
 	if m.Has(notice.Header) {
 		return true
 	}

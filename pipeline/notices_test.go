@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -52,7 +52,7 @@ func TestNoticesCarryTheMark(t *testing.T) {
 	if len(ds) == 0 {
 		t.Fatal("no hold notice")
 	}
-	m := decorate.Parse([]byte(e.render(ds[0])))
+	m := message.Parse([]byte(e.render(ds[0])))
 	if m.Get(notice.Header) != "held" || m.Get("Auto-Submitted") != "auto-generated" {
 		t.Errorf("hold notice marks: %q, %q", m.Get(notice.Header), m.Get("Auto-Submitted"))
 	}

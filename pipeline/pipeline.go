@@ -34,8 +34,8 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/address"
-	"postlist/decorate"
 	"postlist/internal/stage"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -175,7 +175,7 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 	if err != nil {
 		return err
 	}
-	if kind := decorate.Parse(body).Get(notice.Header); kind != "" {
+	if kind := message.Parse(body).Get(notice.Header); kind != "" {
 		return p.discardOwnNotice(ctx, l, it, envSender, kind)
 	}
 	// One queued message can reach us as several posts (see
@@ -190,10 +190,10 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 		return err
 	}
 	v := evaluate(f)
-	subject := decorate.DecodeHeader(f.Msg.Get("Subject"))
+	subject := message.DecodeHeader(f.Msg.Get("Subject"))
 	d := store.PostDecision{
 		IntakeID: it.ID, ListID: l.ID, MessageID: it.MessageID, Cleaned: f.Approval.Cleaned,
-		Action: v.Action, Rule: v.Rule, Reason: v.Reason, Sender: f.Poster, Subject: decorate.OneLine(subject),
+		Action: v.Action, Rule: v.Rule, Reason: v.Reason, Sender: f.Poster, Subject: message.OneLine(subject),
 	}
 	// The message that is held or rejected is the cleaned one: a
 	// moderator or poster never sees the password again either.
@@ -250,7 +250,7 @@ func (p *Pipeline) process(ctx context.Context, it store.IntakeItem) error {
 
 // gather collects the facts the rules need.
 func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSender string, size int64) (*facts, error) {
-	m := decorate.Parse(body)
+	m := message.Parse(body)
 	domains, err := p.st.ListDomains(ctx, l.ID)
 	if err != nil {
 		return nil, err
@@ -272,7 +272,7 @@ func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSe
 		Size: size,
 	}
 	if f.List.Administrivia {
-		f.Text, _ = decorate.TextBody(body)
+		f.Text, _ = message.TextBody(body)
 	}
 	hms, err := p.st.HeaderMatches(ctx, l.Address)
 	if err != nil {
@@ -322,7 +322,7 @@ func (p *Pipeline) gather(ctx context.Context, l *store.List, body []byte, envSe
 // senders returns the candidate sender addresses of a post (From, Sender,
 // envelope sender; normalised, each once) and the poster: the first From
 // address, else the envelope sender.
-func senders(m *decorate.Message, envSender string) (all []string, poster string) {
+func senders(m *message.Message, envSender string) (all []string, poster string) {
 	seen := map[string]bool{}
 	add := func(a string) {
 		n, err := address.Normalize(a)
@@ -334,7 +334,7 @@ func senders(m *decorate.Message, envSender string) (all []string, poster string
 	}
 	for _, field := range []string{"From", "Sender"} {
 		for _, v := range m.Values(field) {
-			as, err := decorate.ParseAddressList(v)
+			as, err := message.ParseAddressList(v)
 			if err != nil {
 				continue
 			}

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-message"
+	gomessage "github.com/emersion/go-message"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"postlist/decorate"
 	"postlist/deliver"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -191,7 +191,7 @@ func TestMemberPostFansOutDecorated(t *testing.T) {
 	}
 	for _, d := range ds {
 		out := e.render(d)
-		m := decorate.Parse([]byte(out))
+		m := message.Parse([]byte(out))
 		if got := m.Get("Subject"); got != "[Test] Hello list" {
 			t.Errorf("%s: Subject %q", d.Recipient, got)
 		}
@@ -252,7 +252,7 @@ func TestNonmemberPostHeldThenApproved(t *testing.T) {
 		}
 	}
 	notice := e.render(ds[0])
-	nm := decorate.Parse([]byte(notice))
+	nm := message.Parse([]byte(notice))
 	if nm.Has("List-Id") || nm.Get("Subject") != "test@lists.example.org post from stranger@example.com requires approval" ||
 		nm.Get("Auto-Submitted") != "auto-generated" {
 		t.Errorf("notice header:\n%s", nm.Header())
@@ -334,7 +334,7 @@ func TestRejectAndDiscard(t *testing.T) {
 		t.Fatalf("reject notice deliveries %v", ds)
 	}
 	n := e.render(ds[0])
-	nm := decorate.Parse([]byte(n))
+	nm := message.Parse([]byte(n))
 	checkMIME(t, n, 3)
 	if nm.Get("To") != "stranger@example.com" || nm.Get("In-Reply-To") != "<hello@example.com>" || nm.Has("Bcc") ||
 		!strings.Contains(n, "Reason:   off topic Bcc: x@example.com") || !strings.Contains(n, "text/rfc822-headers") ||
@@ -456,7 +456,7 @@ func TestBulkListAndOwnPostings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := decorate.Parse(b.Bytes())
+	m := message.Parse(b.Bytes())
 	if m.Get("List-Unsubscribe") != "<mailto:test-leave@lists.example.org>" || m.Has("List-Unsubscribe-Post") {
 		t.Errorf("bulk copy:\n%s", m.Header())
 	}
@@ -489,7 +489,7 @@ func TestRenderUsesNeighbourAliases(t *testing.T) {
 	e.post("alice@example.com", memberPost)
 	e.run()
 	ds := e.deliveries()
-	m := decorate.Parse([]byte(e.render(ds[0])))
+	m := message.Parse([]byte(e.render(ds[0])))
 	if got := m.Get("List-Subscribe"); got != "<mailto:test-subscribe@lists.example.org>" {
 		t.Errorf("List-Subscribe %q", got)
 	}
@@ -606,12 +606,12 @@ func TestRenderConcurrent(t *testing.T) {
 // entities (the message itself included).
 func checkMIME(t *testing.T, msg string, want int) {
 	t.Helper()
-	e, err := message.Read(strings.NewReader(msg))
+	e, err := gomessage.Read(strings.NewReader(msg))
 	if err != nil {
 		t.Fatalf("notice is not readable MIME: %v\n%s", err, msg)
 	}
 	n := 0
-	if err := e.Walk(func(_ []int, _ *message.Entity, err error) error { n++; return err }); err != nil {
+	if err := e.Walk(func(_ []int, _ *gomessage.Entity, err error) error { n++; return err }); err != nil {
 		t.Fatalf("walking the notice: %v", err)
 	}
 	if n != want {
@@ -644,7 +644,7 @@ func TestHeldDecidedByMail(t *testing.T) {
 			}
 			h := e.holdStranger()
 			notice := e.render(e.deliveries()[0])
-			replyTo := decorate.Parse([]byte(notice)).Get("Reply-To")
+			replyTo := message.Parse([]byte(notice)).Get("Reply-To")
 			tok, ok := strings.CutPrefix(replyTo, "test-confirm+")
 			tok, ok2 := strings.CutSuffix(tok, "@lists.example.org")
 			if !ok || !ok2 {
@@ -726,7 +726,7 @@ func TestNumberedSubjectPrefix(t *testing.T) {
 	}
 	got := map[int64]string{}
 	for _, d := range e.deliveries() {
-		got[d.MessageID] = decorate.Parse([]byte(e.render(d))).Get("Subject")
+		got[d.MessageID] = message.Parse([]byte(e.render(d))).Get("Subject")
 	}
 	for i, want := range []string{"[Test 1] Hello list", "[Test 2] Re: Hello list", "[Test 3] Third"} {
 		if got[ids[i]] != want {
@@ -747,7 +747,7 @@ func TestPersonalizeFullAddressesEachMember(t *testing.T) {
 		t.Fatalf("deliveries %v", ds)
 	}
 	for _, d := range ds {
-		m := decorate.Parse([]byte(e.render(d)))
+		m := message.Parse([]byte(e.render(d)))
 		if to := m.Values("To"); len(to) != 1 || to[0] != d.Recipient {
 			t.Errorf("copy for %s: To %q", d.Recipient, to)
 		}

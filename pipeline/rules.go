@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -42,7 +42,7 @@ type listFacts struct {
 // runs, so that every rule is a small pure function with a table test.
 type facts struct {
 	List listFacts
-	Msg  *decorate.Message
+	Msg  *message.Message
 	// Size is the message size in bytes as received.
 	Size int64
 	// Senders are the From addresses, then Sender, then the envelope
@@ -247,7 +247,7 @@ func explicitlyAddressed(f *facts) bool {
 	name, _ := address.ListName(f.List.Address)
 	for _, field := range []string{"To", "Cc", "Resent-To", "Resent-Cc"} {
 		for _, v := range f.Msg.Values(field) {
-			as, err := decorate.ParseAddressList(v)
+			as, err := message.ParseAddressList(v)
 			if err != nil {
 				// An unparseable field still names the list if the
 				// address is written in it.
@@ -290,11 +290,11 @@ func ruleMaxRecipients(f *facts) (string, string) {
 	return "", ""
 }
 
-func countRecipients(m *decorate.Message) int {
+func countRecipients(m *message.Message) int {
 	n := 0
 	for _, field := range []string{"To", "Cc"} {
 		for _, v := range m.Values(field) {
-			if as, err := decorate.ParseAddressList(v); err == nil {
+			if as, err := message.ParseAddressList(v); err == nil {
 				n += len(as)
 			} else if strings.TrimSpace(v) != "" {
 				// Unparseable: count the comma-separated pieces, so that a
@@ -327,7 +327,7 @@ func ruleAdministrivia(f *facts) (string, string) {
 	if !f.List.Administrivia {
 		return "", ""
 	}
-	lines := []string{decorate.DecodeHeader(f.Msg.Get("Subject"))}
+	lines := []string{message.DecodeHeader(f.Msg.Get("Subject"))}
 	n := 0
 	for line := range strings.SplitSeq(f.Text, "\n") {
 		if strings.TrimSpace(line) == "" {
@@ -346,7 +346,7 @@ func ruleAdministrivia(f *facts) (string, string) {
 		cmd := strings.ToLower(words[0])
 		if limits, ok := commandArgs[cmd]; ok && len(words)-1 >= limits[0] && len(words)-1 <= limits[1] {
 			return store.ActionHold, fmt.Sprintf("the message reads like a command for the list's robot (%q); commands go to %s",
-				decorate.OneLine(strings.TrimSpace(line)), f.List.RequestAddress)
+				message.OneLine(strings.TrimSpace(line)), f.List.RequestAddress)
 		}
 	}
 	return "", ""
@@ -360,7 +360,7 @@ func ruleAdministrivia(f *facts) (string, string) {
 func ruleHeaderMatch(f *facts) (string, string) {
 	for _, hm := range f.HeaderMatches {
 		for _, v := range f.Msg.Values(hm.Header) {
-			if hm.re.MatchString(decorate.DecodeHeader(v)) {
+			if hm.re.MatchString(message.DecodeHeader(v)) {
 				return hm.Action, fmt.Sprintf("header check #%d: %s matches %q", hm.ID, hm.Header, hm.Pattern)
 			}
 		}

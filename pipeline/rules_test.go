@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -22,7 +22,7 @@ func baseFacts(header string) *facts {
 			RequireExplicitDest: true, MaxNumRecipients: 10,
 			Administrivia: true, RequestAddress: "test-request@lists.example.org",
 		},
-		Msg:     decorate.Parse([]byte(header + "\r\nbody\r\n")),
+		Msg:     message.Parse([]byte(header + "\r\nbody\r\n")),
 		Size:    1000,
 		Senders: []string{"alice@example.com"},
 		Poster:  "alice@example.com",
@@ -298,7 +298,7 @@ func TestSenders(t *testing.T) {
 		{"From: =?utf-8?q?J=C3=BCrgen?= <j@example.de>\r\nReply-To: member@example.com\r\n", "", []string{"j@example.de"}, "j@example.de"},
 	}
 	for _, tc := range cases {
-		all, poster := senders(decorate.Parse([]byte(tc.header+"\r\n")), tc.env)
+		all, poster := senders(message.Parse([]byte(tc.header+"\r\n")), tc.env)
 		if strings.Join(all, ",") != strings.Join(tc.all, ",") || poster != tc.poster {
 			t.Errorf("senders(%q, %q) = %v, %q; want %v, %q", tc.header, tc.env, all, poster, tc.all, tc.poster)
 		}

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"postlist/address"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -131,7 +131,7 @@ func (f *Fixture) Inject(t testing.TB, envSender, rcpt string, msg []byte) store
 	}
 	ctx := context.Background()
 	res, err := f.Store.Intake(ctx, &store.IntakeMessage{
-		MessageID: decorate.Parse(msg).Get("Message-ID"), Sender: envSender, Body: msg,
+		MessageID: message.Parse(msg).Get("Message-ID"), Sender: envSender, Body: msg,
 		Recipients: []store.IntakeRecipient{{Recipient: rcpt, List: name + "@" + domain, Kind: kind, Extension: ext}},
 	})
 	if err != nil {
@@ -172,11 +172,11 @@ type Mail struct {
 	EnvelopeFrom string
 	To           []string
 	Body         []byte
-	Msg          *decorate.Message
+	Msg          *message.Message
 }
 
 // Get returns a header field's value, decoded.
-func (m Mail) Get(name string) string { return decorate.DecodeHeader(m.Msg.Get(name)) }
+func (m Mail) Get(name string) string { return message.DecodeHeader(m.Msg.Get(name)) }
 
 // Text is the body with soft line breaks of quoted-printable undone and
 // CRLFs turned into LFs, good enough to search for phrases.
@@ -204,7 +204,7 @@ func (f *Fixture) Outbox(t testing.TB) []Mail {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := Mail{ID: q.MessageID, Body: body, Msg: decorate.Parse(body)}
+		m := Mail{ID: q.MessageID, Body: body, Msg: message.Parse(body)}
 		for _, d := range ds {
 			m.To = append(m.To, d.Recipient)
 			m.EnvelopeFrom = d.EnvelopeFrom
@@ -254,7 +254,7 @@ func (f *Fixture) IsMember(t testing.TB, addr string) bool {
 func ConfirmToken(t testing.TB, m Mail) string {
 	t.Helper()
 	from := m.Msg.Get("From")
-	as, err := decorate.ParseAddressList(from)
+	as, err := message.ParseAddressList(from)
 	if err != nil || len(as) != 1 {
 		t.Fatalf("confirmation From %q: %v", from, err)
 	}

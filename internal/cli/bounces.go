@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"postlist/config"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/store"
 )
 
@@ -109,4 +109,4 @@ func (a *app) printMemberBounces(m memberBounces) error {
 // cell fits text that came from the network (a remote diagnostic, a
 // display name) into a table cell: a tab or newline in it would break
 // the table's columns.
-func cell(s string, n int) string { return heldClip(decorate.OneLine(s), n) }
+func cell(s string, n int) string { return heldClip(message.OneLine(s), n) }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"postlist/commands"
-	"postlist/decorate"
+	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
 )
@@ -69,7 +69,7 @@ func noticesTo(t *testing.T, st *store.Store, rcpt string) []string {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kinds = append(kinds, decorate.Parse(body).Get(notice.Header))
+			kinds = append(kinds, message.Parse(body).Get(notice.Header))
 		}
 	}
 	return kinds

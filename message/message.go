@@ -1,4 +1,9 @@
-package decorate
+// Package message is postlist's model of a mail message: the parsed
+// header fields and body with a byte-exact round trip, a parse that never
+// fails, header decoding and encoding, address lists, and one bounded MIME
+// part walker. Every other package reads mail through it, so there is one
+// answer to "what does this message say", whoever asks.
+package message
 
 import (
 	"bytes"
@@ -129,7 +134,7 @@ func fieldName(line []byte) (string, bool) {
 func (m *Message) Bytes() []byte {
 	var b bytes.Buffer
 	b.Grow(m.headerLen() + len(m.sep) + len(m.Body))
-	m.writeFields(&b, m.Fields)
+	m.WriteFields(&b, m.Fields)
 	if len(m.sep) == 0 && len(m.Body) == 0 && len(m.Fields) > 0 {
 		// A message that ends inside its last field comes back as it was.
 		last := m.Fields[len(m.Fields)-1].Raw
@@ -150,10 +155,10 @@ func (m *Message) headerLen() int {
 	return n
 }
 
-// writeFields writes fs, ending a last field that lacked a line ending
+// WriteFields writes fs, ending a last field that lacked a line ending
 // (the message ended inside its header) so that nothing written after it
 // becomes part of its value.
-func (m *Message) writeFields(b *bytes.Buffer, fs []Field) {
+func (m *Message) WriteFields(b *bytes.Buffer, fs []Field) {
 	for _, f := range fs {
 		b.Write(f.Raw)
 		if len(f.Raw) > 0 && f.Raw[len(f.Raw)-1] != '\n' {
@@ -165,7 +170,7 @@ func (m *Message) writeFields(b *bytes.Buffer, fs []Field) {
 // Header returns the header block as written, without the empty line.
 func (m *Message) Header() []byte {
 	var b bytes.Buffer
-	m.writeFields(&b, m.Fields)
+	m.WriteFields(&b, m.Fields)
 	return b.Bytes()
 }
 
@@ -250,10 +255,10 @@ func (m *Message) field(name, value string) Field {
 	return Field{Name: name, Raw: []byte(FormatField(name, value, m.EOL))}
 }
 
-// separator returns the empty line to write between header and body: the
+// Separator returns the empty line to write between header and body: the
 // original one, or a new one when the message had none, since decorated
 // output must always have one.
-func (m *Message) separator() []byte {
+func (m *Message) Separator() []byte {
 	if len(m.sep) > 0 {
 		return m.sep
 	}
