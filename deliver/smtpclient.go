@@ -2,17 +2,14 @@ package deliver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -299,127 +296,4 @@ func (c *client) quit(timeout time.Duration) {
 		c.readReply()
 	}
 	c.conn.Close()
-}
-
-// dotStuff prepares a message for DATA: CRLF line ends, a dot doubled at
-// the start of a line, a final CRLF, and the terminating ".\r\n".
-func dotStuff(b []byte) []byte {
-	out := stuffLines(make([]byte, 0, len(b)+len(b)/64+8), b)
-	return append(out, '.', '\r', '\n')
-}
-
-// stuffLines appends b to dst as DATA lines: each line, a bare CR's too,
-// ends in CRLF, and one starting with a dot gets a second. A last line
-// without an end gets one, so stuffLines(a)+stuffLines(b) is the same as
-// stuffLines(a+b) whenever a ends in LF. It works a line at a time, as
-// this runs once per member for decorated posts.
-func stuffLines(dst, b []byte) []byte {
-	for len(b) > 0 {
-		var line []byte
-		if n := bytes.IndexByte(b, '\n'); n >= 0 {
-			line, b = b[:n], b[n+1:]
-		} else {
-			line, b = b, nil
-		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		for {
-			if len(line) > 0 && line[0] == '.' {
-				dst = append(dst, '.')
-			}
-			cr := bytes.IndexByte(line, '\r')
-			if cr < 0 {
-				dst = append(dst, line...)
-				dst = append(dst, '\r', '\n')
-				break
-			}
-			dst = append(dst, line[:cr]...)
-			dst = append(dst, '\r', '\n')
-			line = line[cr+1:]
-		}
-	}
-	return dst
-}
-
-// has8Bit reports whether b holds a byte outside ASCII, eight bytes at a
-// time.
-func has8Bit(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
-			return true
-		}
-		b = b[8:]
-	}
-	for _, ch := range b {
-		if ch >= 0x80 {
-			return true
-		}
-	}
-	return false
-}
-
-// payload is a message ready to send: own is the wire form of this
-// transaction's part, shared that of a part many transactions send, made
-// once; their concatenation ends in ".\r\n".
-type payload struct {
-	own, shared []byte
-	size        int  // the message size, for SIZE=
-	eightBit    bool // needs BODY=8BITMIME
-}
-
-func newPayload(b []byte) *payload {
-	return &payload{shared: dotStuff(b), size: len(b), eightBit: has8Bit(b)}
-}
-
-// Message is what Render returns for a transaction: its own bytes, then a
-// part it shares with other transactions, such as a post's body after
-// the per-member header fields. Only Own is prepared for the wire per
-// transaction.
-type Message struct {
-	Own    []byte
-	Shared *Shared // nil: the message is Own alone
-}
-
-// Bytes returns the whole message, as stored before the wire form.
-func (m Message) Bytes() []byte {
-	if m.Shared == nil {
-		return m.Own
-	}
-	return append(m.Own[:len(m.Own):len(m.Own)], m.Shared.b...)
-}
-
-// Shared is a message part sent unchanged by many transactions. Its wire
-// form is made once, on first use, and kept as long as the Shared is.
-type Shared struct {
-	b    []byte
-	once sync.Once
-	p    *payload
-}
-
-// NewShared wraps b, which must not change afterwards.
-func NewShared(b []byte) *Shared { return &Shared{b: b} }
-
-func (s *Shared) payload() *payload {
-	s.once.Do(func() { s.p = newPayload(s.b) })
-	return s.p
-}
-
-// payload prepares m for the wire. Own's line ends are handled apart
-// from the shared part only when Own ends a line; otherwise the two are
-// joined first, which costs a copy but stays correct.
-func (m Message) payload() *payload {
-	switch {
-	case m.Shared == nil:
-		return newPayload(m.Own)
-	case len(m.Own) == 0:
-		return m.Shared.payload()
-	case m.Own[len(m.Own)-1] != '\n':
-		return newPayload(append(append([]byte(nil), m.Own...), m.Shared.b...))
-	}
-	sp := m.Shared.payload()
-	return &payload{
-		own:      stuffLines(make([]byte, 0, len(m.Own)+len(m.Own)/64+8), m.Own),
-		shared:   sp.shared,
-		size:     len(m.Own) + sp.size,
-		eightBit: sp.eightBit || has8Bit(m.Own),
-	}
 }
