@@ -147,8 +147,11 @@ func (c *client) deadline(d time.Duration) {
 }
 
 // cmd sends one command line and reads its reply.
-func (c *client) cmd(line string) (reply, error) {
-	c.deadline(c.cmdTimeout)
+func (c *client) cmd(line string) (reply, error) { return c.exchange(line, c.cmdTimeout) }
+
+// exchange sends one line and reads its reply, both within timeout.
+func (c *client) exchange(line string, timeout time.Duration) (reply, error) {
+	c.deadline(timeout)
 	c.w.WriteString(line)
 	c.w.WriteString("\r\n")
 	if err := c.w.Flush(); err != nil {
@@ -518,18 +521,7 @@ func (c *client) drain(x *replies, rcpts int) error {
 }
 
 // endEmptyData ends a DATA that has nothing to carry.
-func (c *client) endEmptyData() (reply, error) {
-	c.deadline(c.dataTimeout)
-	c.w.WriteString(".\r\n")
-	if err := c.w.Flush(); err != nil {
-		return reply{}, err
-	}
-	rp, err := c.readReply()
-	if err != nil {
-		return reply{}, err
-	}
-	return rp, nil
-}
+func (c *client) endEmptyData() (reply, error) { return c.exchange(".", c.dataTimeout) }
 
 // needsUTF8 reports whether an envelope has non-ASCII addresses.
 func needsUTF8(from string, rcpts []string) bool {

@@ -689,11 +689,7 @@ func TestTransactionReturnsEveryReply(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ext := []string{"SIZE 1000000"}
-			if tc.pipelining {
-				ext = append(ext, "PIPELINING")
-			}
-			srv := startScripted(t, ext, tc.respond)
+			srv := startScripted(t, extensions(tc.pipelining), tc.respond)
 			s, _ := dialSession(t, srv.addr)
 			from := tc.from
 			if from == "" {
@@ -732,4 +728,13 @@ func TestTransactionReturnsEveryReply(t *testing.T) {
 			}
 		})
 	}
+}
+
+// extensions is what a scripted server offers: SIZE, and PIPELINING if
+// pipelining.
+func extensions(pipelining bool) []string {
+	if pipelining {
+		return []string{"SIZE 1000000", "PIPELINING"}
+	}
+	return []string{"SIZE 1000000"}
 }
