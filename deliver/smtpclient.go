@@ -44,6 +44,9 @@ type client struct {
 	// dirty says the last transaction did not complete: the next starts
 	// with RSET.
 	dirty bool
+	// rcptReplies is kept from one transaction to the next, so that a
+	// fan-out of single-recipient transactions allocates no slice each.
+	rcptReplies []reply
 
 	cmdTimeout, dataTimeout time.Duration
 }
@@ -318,7 +321,8 @@ type replies struct {
 	rset reply // to the RSET ending a transaction left unfinished
 	mail reply
 	// rcpts are in the order of the recipients, and fewer of them if the
-	// transaction stopped early.
+	// transaction stopped early. The client reuses them: they are valid
+	// until its next transaction.
 	rcpts []reply
 	data  reply
 	dot   reply // to the lone dot ending a DATA with nothing to carry
@@ -389,6 +393,10 @@ func (c *client) transaction(from string, rcpts []string, p *payload) (x replies
 		c.deadline(c.cmdTimeout)
 		return c.readReply()
 	}
+	if cap(c.rcptReplies) < len(rcpts) {
+		c.rcptReplies = make([]reply, 0, len(rcpts))
+	}
+	x.rcpts = c.rcptReplies[:0]
 	rset := c.dirty
 	c.dirty = true
 	// A long pipelined group can fill the write buffer, which then
@@ -441,7 +449,6 @@ func (c *client) transaction(from string, rcpts []string, p *payload) (x replies
 		return x, nil
 	}
 
-	x.rcpts = make([]reply, 0, len(rcpts))
 	accepted := 0
 	for _, r := range rcpts {
 		if !pipe {
