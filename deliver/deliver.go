@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,14 +102,9 @@ type Options struct {
 	// retried before the row fails.
 	RetryPeriod, RetryInterval, MaxBackoff time.Duration
 
-	// Render builds the message a job's recipients get: decoration happens
-	// at send time, so nothing per member is stored. It is called once per
-	// transaction (for personalized lists, once per member) and should
-	// cache what it reads, and return the part every member gets as a
-	// Shared kept across calls, so its wire form is made once. nil sends
-	// the stored message unchanged. An error wrapping ErrRecipient fails
-	// the job's rows at once; any other error (or a panic) defers them.
-	Render func(ctx context.Context, job Job) (Message, error)
+	// Render builds each transaction's message (see RenderFunc); nil sends
+	// the stored message unchanged.
+	Render RenderFunc
 
 	// Timeouts: connecting, each command's reply, the reply after the
 	// message data, and how long an unused connection is kept open.
@@ -127,23 +121,6 @@ type Options struct {
 	// long, wait to be committed together (one fsync per batch).
 	FlushRows     int
 	FlushInterval time.Duration
-}
-
-// ErrRecipient, wrapped in an error from Options.Render, says that the
-// message cannot be built for this job's recipients and never will be
-// (something about the member makes the decoration impossible). Their
-// rows then fail at once, with an event and an unscored bounce, instead of
-// being retried for the whole retry period like other render errors.
-var ErrRecipient = errors.New("the message cannot be built for this recipient")
-
-// Job is one SMTP transaction: a message for one or more recipients with
-// one envelope sender.
-type Job struct {
-	MessageID    int64  // messages.id
-	ListID       int64  // 0 for mail without a list
-	List         string // the list's posting address, "" if none
-	Recipients   []string
-	EnvelopeFrom string
 }
 
 // Stats counts what a Deliverer did since it was created. Outcomes count
@@ -483,83 +460,6 @@ func (d *Deliverer) recorder(bg, hard context.Context, outs <-chan store.Deliver
 			flush()
 		}
 	}
-}
-
-// bodyCache keeps recently sent stored messages, so that a fan-out to
-// 100,000 members reads the body once, not once per member.
-type bodyCache struct {
-	mu    sync.Mutex
-	m     map[int64]*bodyEntry
-	order []int64
-}
-
-type bodyEntry struct {
-	once sync.Once
-	p    *payload
-	err  error
-}
-
-const bodyCacheSize = 16
-
-func (c *bodyCache) get(ctx context.Context, st *store.Store, id int64) (*payload, error) {
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = make(map[int64]*bodyEntry)
-	}
-	e := c.m[id]
-	if e == nil {
-		e = &bodyEntry{}
-		c.m[id] = e
-		c.order = append(c.order, id)
-		if len(c.order) > bodyCacheSize {
-			delete(c.m, c.order[0])
-			c.order = c.order[1:]
-		}
-	}
-	c.mu.Unlock()
-	e.once.Do(func() {
-		var b []byte
-		if b, e.err = st.IntakeBody(ctx, id); e.err == nil {
-			e.p = newPayload(b)
-		}
-	})
-	if e.err != nil {
-		// Not cached: the next job tries again.
-		c.mu.Lock()
-		if c.m[id] == e {
-			delete(c.m, id)
-		}
-		c.mu.Unlock()
-	}
-	return e.p, e.err
-}
-
-// body returns what j's recipients get, ready to send. Decorating a
-// hostile post that trips a bug must not take the daemon down at every
-// restart: a panic in Render becomes an error, and the rows are deferred
-// like any other local failure.
-func (d *Deliverer) body(ctx context.Context, j *job) (p *payload, err error) {
-	if d.o.Render != nil {
-		defer func() {
-			if v := recover(); v != nil {
-				d.log.Error("panic while building a message", zap.Int64("msg_id", j.MessageID), zap.Any("panic", v),
-					zap.ByteString("stack", debug.Stack()))
-				p, err = nil, fmt.Errorf("render message %d: internal error: %v", j.MessageID, v)
-			}
-		}()
-		m, err := d.o.Render(ctx, j.Job)
-		if err != nil {
-			return nil, fmt.Errorf("render message %d: %w", j.MessageID, err)
-		}
-		if len(m.Own) == 0 && (m.Shared == nil || len(m.Shared.b) == 0) {
-			return nil, fmt.Errorf("render message %d: empty result", j.MessageID)
-		}
-		return m.payload(), nil
-	}
-	if p, err = d.bodies.get(ctx, d.st, j.MessageID); err != nil {
-		return nil, fmt.Errorf("read message %d: %w", j.MessageID, err)
-	}
-	return p, nil
 }
 
 // domainOf returns the lower-cased domain of an address, "" if it has none.

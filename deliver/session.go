@@ -242,7 +242,6 @@ type session struct {
 	c      *client
 	unhook func() bool // cancels the close-at-shutdown hook
 	count  int         // transactions started
-	dirty  bool        // the last transaction did not complete: RSET first
 	broken bool        // unusable: close it
 }
 
@@ -307,14 +306,11 @@ func (s *session) quit() {
 	s.c.quit(min(s.c.cmdTimeout, 10*time.Second))
 }
 
-// transact runs one mail transaction for j and returns a verdict per row.
-// stale reports a failure before the server said anything on a
-// connection that may simply have been dropped while idle.
-//
-// With PIPELINING, [RSET,] MAIL, every RCPT and DATA are written at once
-// and their replies read in order; the message follows only if DATA got
-// 354 and a recipient was accepted. Without it, each command waits for
-// its reply and the transaction stops at the first step that cannot go on.
+// transact runs one mail transaction for j and returns a verdict per row,
+// which it reads from the server's replies; it also gives the session up
+// when they say the connection is of no further use. stale reports a
+// failure before the server said anything on a connection that may simply
+// have been dropped while idle.
 func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stale bool) {
 	vs = make([]verdict, len(j.rows))
 	// fail sets every row without a verdict yet to v.
@@ -325,132 +321,47 @@ func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stal
 			}
 		}
 	}
-	// lost handles an error that is not a server reply: the connection is
-	// gone (reset, timeout, garbage), so the rows are deferred.
-	lost := func(stage string, err error) {
-		s.broken = true
-		fail(verdict{state: store.DeliveryDeferred, reply: fmt.Sprintf("lost connection %s: %v", stage, err)})
-	}
-	c := s.c
-	// screen has failed such rows already; checked again here, next to
-	// the writes, because a line break in an address would inject
-	// commands into the session.
-	for _, a := range append([]string{j.EnvelopeFrom}, j.Recipients...) {
-		if strings.ContainsAny(a, "\r\n<>") {
-			fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown, reply: fmt.Sprintf("local error: invalid address %q", a)})
-			return vs, false
-		}
-	}
-	mail := "MAIL FROM:<" + j.EnvelopeFrom + ">"
-	if c.has("SIZE") {
-		mail += " SIZE=" + strconv.Itoa(p.size)
-	}
-	if p.eightBit && c.has("8BITMIME") {
-		mail += " BODY=8BITMIME"
-	}
-	if needsUTF8(j) {
-		if !c.has("SMTPUTF8") {
-			fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown,
-				reply: "local error: address needs SMTPUTF8, which the smart host does not offer"})
-			return vs, false
-		}
-		mail += " SMTPUTF8"
-	}
-
-	pipe := c.has("PIPELINING")
-	// send writes a command now, or queues it in the buffer when
-	// pipelining (flushed with DATA).
-	send := func(line string) error {
-		c.w.WriteString(line)
-		c.w.WriteString("\r\n")
-		if pipe && line != "DATA" {
-			return nil
-		}
-		c.deadline(c.cmdTimeout)
-		return c.w.Flush()
-	}
-	read := func() (reply, error) {
-		c.deadline(c.cmdTimeout)
-		return c.readReply()
+	x, err := s.c.transaction(j.EnvelopeFrom, j.Recipients, p)
+	var le *localError
+	if errors.As(err, &le) {
+		fail(verdict{state: store.DeliveryFailed, bounce: store.BounceUnknown, reply: "local error: " + le.msg})
+		return vs, false
 	}
 	s.count++
 	d.transactions.Add(1)
-	rset := s.dirty
-	s.dirty = true
-	// A long pipelined group can fill the write buffer, which then
-	// flushes before DATA does: the deadline must already be fresh.
-	c.deadline(c.cmdTimeout)
-	if pipe {
-		if rset {
-			send("RSET")
-		}
-		send(mail)
-		for _, r := range j.Recipients {
-			send("RCPT TO:<" + r + ">")
-		}
-		if err := send("DATA"); err != nil {
-			lost("sending MAIL FROM", err)
-			return vs, true
-		}
+	// lost handles an error that is not a server reply: the connection is
+	// gone (reset, timeout, garbage), so the rows are deferred.
+	lost := func() {
+		s.broken = true
+		fail(verdict{state: store.DeliveryDeferred, reply: "lost connection " + err.Error()})
 	}
 
-	if rset {
-		if !pipe {
-			if err := send("RSET"); err != nil {
-				lost("sending RSET", err)
-				return vs, true
-			}
-		}
-		rp, err := read()
-		if err != nil {
-			lost("after RSET", err)
-			return vs, true
-		}
-		if err := rp.err(2); err != nil {
-			s.broken = true
-			fail(verdict{state: store.DeliveryDeferred, code: rp.code, reply: "RSET refused: " + replyOf(err)})
-			return vs, true
-		}
-	}
-
-	if !pipe {
-		if err := send(mail); err != nil {
-			lost("sending MAIL FROM", err)
-			return vs, true
-		}
-	}
-	rp, err := read()
-	if err != nil {
-		lost("after MAIL FROM", err)
+	switch {
+	case x.rset.code != 0 && x.rset.code/100 != 2:
+		s.broken = true
+		fail(verdict{state: store.DeliveryDeferred, code: x.rset.code, reply: "RSET refused: " + formatReply(x.rset.smtpError())})
 		return vs, true
-	}
-	if rp.code/100 != 2 {
+	case x.mail.code == 0:
+		lost()
+		return vs, true
+	case x.mail.code/100 != 2:
 		// A refused envelope sender is about this message, never about
 		// its recipients: no bounce is scored against them.
-		fail(classify(rp.smtpError(), false))
-		if rp.code == 421 {
+		fail(classify(x.mail.smtpError(), false))
+		if x.mail.code == 421 {
 			s.broken = true
 			return vs, true
 		}
-		if pipe {
-			s.drain(len(j.Recipients))
+		// Lost while reading the replies owed to the pipelined commands:
+		// the verdicts stand, the connection does not.
+		if err != nil {
+			s.broken = true
 		}
 		return vs, false
 	}
 
 	accepted := 0
-	for i, r := range j.Recipients {
-		if !pipe {
-			if err := send("RCPT TO:<" + r + ">"); err != nil {
-				lost("sending RCPT TO", err)
-				return vs, false
-			}
-		}
-		rp, err := read()
-		if err != nil {
-			lost("after RCPT TO", err)
-			return vs, false
-		}
+	for i, rp := range x.rcpts {
 		if rp.code/100 == 2 {
 			accepted++
 			continue
@@ -462,118 +373,35 @@ func (s *session) transact(d *Deliverer, j *job, p *payload) (vs []verdict, stal
 			return vs, false
 		}
 	}
-	if !pipe {
-		if accepted == 0 {
-			return vs, false
-		}
-		if err := send("DATA"); err != nil {
-			lost("sending DATA", err)
-			return vs, false
-		}
-	}
-	rp, err = read()
 	if err != nil {
-		lost("after DATA", err)
+		lost()
 		return vs, false
 	}
-	if rp.code != 354 {
-		if rp.code == 421 {
+	switch {
+	case x.data.code == 0:
+		// One command at a time and every RCPT refused: no DATA was sent.
+		return vs, false
+	case x.data.code != 354:
+		if x.data.code == 421 {
 			s.broken = true
 		}
-		fail(classify(rp.smtpError(), false))
+		fail(classify(x.data.smtpError(), false))
+		return vs, false
+	case accepted == 0:
+		// Every RCPT refused: the DATA ended without a message.
 		return vs, false
 	}
-	if accepted == 0 {
-		// Pipelined DATA accepted although every RCPT failed: RFC 2920
-		// §3.1 has the client end it with a lone dot.
-		if err := s.endEmptyData(); err != nil {
-			lost("ending an empty DATA", err)
-		}
-		return vs, false
-	}
-	c.deadline(c.dataTimeout)
-	c.w.Write(p.own)
-	c.w.Write(p.shared)
-	if err := c.w.Flush(); err != nil {
-		lost("while sending the message", err)
-		return vs, false
-	}
-	rp, err = c.readReply()
-	if err != nil {
-		// The server may have accepted the message before the
-		// connection went: the one case where a retry can duplicate.
-		lost("after end of data", err)
-		return vs, false
-	}
-	// The final reply ends the transaction either way (RFC 5321
-	// §4.1.1.4), so the next MAIL needs no RSET.
-	s.dirty = false
-	if rp.code/100 != 2 {
-		if rp.code == 421 {
+	if x.end.code/100 != 2 {
+		if x.end.code == 421 {
 			s.broken = true
 		}
 		// One recipient (personalized): a refusal after the data may
 		// still be about the recipient. Several: it is about the message.
-		fail(classify(rp.smtpError(), accepted == 1))
+		fail(classify(x.end.smtpError(), accepted == 1))
 		return vs, false
 	}
-	fail(verdict{state: store.DeliverySent, code: rp.code, reply: strconv.Itoa(rp.code) + " " + oneLine(rp.text)})
+	fail(verdict{state: store.DeliverySent, code: x.end.code, reply: strconv.Itoa(x.end.code) + " " + oneLine(x.end.text)})
 	return vs, false
-}
-
-// drain reads the replies to pipelined RCPTs and DATA after MAIL FROM
-// was refused, so the next transaction starts in step.
-func (s *session) drain(rcpts int) {
-	for range rcpts {
-		s.c.deadline(s.c.cmdTimeout)
-		if _, err := s.c.readReply(); err != nil {
-			s.broken = true
-			return
-		}
-	}
-	s.c.deadline(s.c.cmdTimeout)
-	rp, err := s.c.readReply()
-	if err != nil {
-		s.broken = true
-		return
-	}
-	if rp.code == 354 {
-		if s.endEmptyData() != nil {
-			s.broken = true
-		}
-	}
-}
-
-// endEmptyData ends a DATA that should not have been accepted.
-func (s *session) endEmptyData() error {
-	s.c.deadline(s.c.dataTimeout)
-	s.c.w.WriteString(".\r\n")
-	if err := s.c.w.Flush(); err != nil {
-		return err
-	}
-	_, err := s.c.readReply()
-	return err
-}
-
-// needsUTF8 reports whether j's envelope has non-ASCII addresses.
-func needsUTF8(j *job) bool {
-	isASCII := func(s string) bool {
-		for i := range len(s) {
-			if s[i] >= 0x80 {
-				return false
-			}
-		}
-		return true
-	}
-	if !isASCII(j.EnvelopeFrom) {
-		return true
-	}
-	for _, r := range j.Recipients {
-		if !isASCII(r) {
-			return true
-		}
-	}
-	return false
 }
 
 // tlsConfig derives the TLS settings for the smart host from o.

@@ -2,17 +2,14 @@ package deliver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -33,6 +30,9 @@ import (
 // a command back — the 40 ms stall that slows per-line writers such as
 // mlmmj against Postfix.
 //
+// A whole mail transaction is one call of transaction, which hands back
+// every reply; what they mean for each recipient is the caller's to say.
+//
 // Replies that are not 2xx/3xx are returned as *smtp.SMTPError, so the
 // rest of the package (and its classification of codes) is shared with
 // go-smtp's types.
@@ -41,6 +41,12 @@ type client struct {
 	r    *bufio.Reader
 	w    *bufio.Writer
 	ext  map[string]string // EHLO keywords (upper case) and their parameters
+	// dirty says the last transaction did not complete: the next starts
+	// with RSET.
+	dirty bool
+	// rcptReplies is kept from one transaction to the next, so that a
+	// fan-out of single-recipient transactions allocates no slice each.
+	rcptReplies []reply
 
 	cmdTimeout, dataTimeout time.Duration
 }
@@ -144,14 +150,21 @@ func (c *client) deadline(d time.Duration) {
 }
 
 // cmd sends one command line and reads its reply.
-func (c *client) cmd(line string) (reply, error) {
-	c.deadline(c.cmdTimeout)
+func (c *client) cmd(line string) (reply, error) { return c.exchange(line, c.cmdTimeout) }
+
+// exchange sends one line and reads its reply, both within timeout.
+func (c *client) exchange(line string, timeout time.Duration) (reply, error) {
+	c.deadline(timeout)
 	c.w.WriteString(line)
 	c.w.WriteString("\r\n")
 	if err := c.w.Flush(); err != nil {
 		return reply{}, err
 	}
-	return c.readReply()
+	rp, err := c.readReply()
+	if err != nil {
+		return reply{}, err
+	}
+	return rp, nil
 }
 
 // hello greets the server (after reading its banner if greet) and records
@@ -301,125 +314,239 @@ func (c *client) quit(timeout time.Duration) {
 	c.conn.Close()
 }
 
-// dotStuff prepares a message for DATA: CRLF line ends, a dot doubled at
-// the start of a line, a final CRLF, and the terminating ".\r\n".
-func dotStuff(b []byte) []byte {
-	out := stuffLines(make([]byte, 0, len(b)+len(b)/64+8), b)
-	return append(out, '.', '\r', '\n')
+// replies is what the server answered in one transaction, a field per
+// command; a zero reply (code 0) is one that was not read, because the
+// command was not sent or the transaction stopped before its reply.
+type replies struct {
+	rset reply // to the RSET ending a transaction left unfinished
+	mail reply
+	// rcpts are in the order of the recipients, and fewer of them if the
+	// transaction stopped early. The client reuses them: they are valid
+	// until its next transaction.
+	rcpts []reply
+	data  reply
+	dot   reply // to the lone dot ending a DATA with nothing to carry
+	end   reply // to the message's final dot
 }
 
-// stuffLines appends b to dst as DATA lines: each line, a bare CR's too,
-// ends in CRLF, and one starting with a dot gets a second. A last line
-// without an end gets one, so stuffLines(a)+stuffLines(b) is the same as
-// stuffLines(a+b) whenever a ends in LF. It works a line at a time, as
-// this runs once per member for decorated posts.
-func stuffLines(dst, b []byte) []byte {
-	for len(b) > 0 {
-		var line []byte
-		if n := bytes.IndexByte(b, '\n'); n >= 0 {
-			line, b = b[:n], b[n+1:]
-		} else {
-			line, b = b, nil
-		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		for {
-			if len(line) > 0 && line[0] == '.' {
-				dst = append(dst, '.')
-			}
-			cr := bytes.IndexByte(line, '\r')
-			if cr < 0 {
-				dst = append(dst, line...)
-				dst = append(dst, '\r', '\n')
-				break
-			}
-			dst = append(dst, line[:cr]...)
-			dst = append(dst, '\r', '\n')
-			line = line[cr+1:]
+// localError says that a transaction was not started: nothing was sent,
+// and the connection is as it was.
+type localError struct{ msg string }
+
+func (e *localError) Error() string { return e.msg }
+
+// transaction runs one mail transaction: MAIL FROM, a RCPT TO for each
+// recipient, DATA and the message (p), preceded by RSET if the last one
+// did not complete. It returns every reply it read.
+//
+// With PIPELINING, [RSET,] MAIL, every RCPT and DATA are written at once
+// and their replies read in order; the message follows only if DATA got
+// 354 and a recipient was accepted (with none, a lone dot ends the DATA,
+// RFC 2920 §3.1). After a refused MAIL FROM the replies still owed are
+// read, so the next transaction's replies are its own. Without
+// PIPELINING, each command waits for its reply and the transaction stops
+// at the first step that cannot go on. A 421, or a refused RSET, stops it
+// at once: the connection is no longer of use.
+//
+// The error is a *localError if the envelope cannot go on this connection
+// (nothing was sent), else the connection failing, named by the step; the
+// replies read before it come with it.
+func (c *client) transaction(from string, rcpts []string, p *payload) (x replies, err error) {
+	// The caller has refused such addresses already; checked again here,
+	// next to the writes, because a line break in an address would inject
+	// commands into the session.
+	if strings.ContainsAny(from, "\r\n<>") {
+		return x, &localError{fmt.Sprintf("invalid address %q", from)}
+	}
+	for _, a := range rcpts {
+		if strings.ContainsAny(a, "\r\n<>") {
+			return x, &localError{fmt.Sprintf("invalid address %q", a)}
 		}
 	}
-	return dst
+	mail := "MAIL FROM:<" + from + ">"
+	if c.has("SIZE") {
+		mail += " SIZE=" + strconv.Itoa(p.size)
+	}
+	if p.eightBit && c.has("8BITMIME") {
+		mail += " BODY=8BITMIME"
+	}
+	if needsUTF8(from, rcpts) {
+		if !c.has("SMTPUTF8") {
+			return x, &localError{"address needs SMTPUTF8, which the smart host does not offer"}
+		}
+		mail += " SMTPUTF8"
+	}
+
+	pipe := c.has("PIPELINING")
+	// send writes a command now, or queues it in the buffer when
+	// pipelining (flushed with DATA).
+	send := func(line string) error {
+		c.w.WriteString(line)
+		c.w.WriteString("\r\n")
+		if pipe && line != "DATA" {
+			return nil
+		}
+		c.deadline(c.cmdTimeout)
+		return c.w.Flush()
+	}
+	read := func() (reply, error) {
+		c.deadline(c.cmdTimeout)
+		return c.readReply()
+	}
+	if cap(c.rcptReplies) < len(rcpts) {
+		c.rcptReplies = make([]reply, 0, len(rcpts))
+	}
+	x.rcpts = c.rcptReplies[:0]
+	rset := c.dirty
+	c.dirty = true
+	// A long pipelined group can fill the write buffer, which then
+	// flushes before DATA does: the deadline must already be fresh.
+	c.deadline(c.cmdTimeout)
+	if pipe {
+		if rset {
+			send("RSET")
+		}
+		send(mail)
+		for _, r := range rcpts {
+			send("RCPT TO:<" + r + ">")
+		}
+		if err := send("DATA"); err != nil {
+			return x, fmt.Errorf("sending MAIL FROM: %w", err)
+		}
+	}
+
+	if rset {
+		if !pipe {
+			if err := send("RSET"); err != nil {
+				return x, fmt.Errorf("sending RSET: %w", err)
+			}
+		}
+		rp, err := read()
+		if err != nil {
+			return x, fmt.Errorf("after RSET: %w", err)
+		}
+		if x.rset = rp; rp.code/100 != 2 {
+			return x, nil
+		}
+	}
+
+	if !pipe {
+		if err := send(mail); err != nil {
+			return x, fmt.Errorf("sending MAIL FROM: %w", err)
+		}
+	}
+	rp, err := read()
+	if err != nil {
+		return x, fmt.Errorf("after MAIL FROM: %w", err)
+	}
+	if x.mail = rp; rp.code/100 != 2 {
+		if rp.code == 421 || !pipe {
+			return x, nil
+		}
+		if err := c.drain(&x, len(rcpts)); err != nil {
+			return x, fmt.Errorf("after a refused MAIL FROM: %w", err)
+		}
+		return x, nil
+	}
+
+	accepted := 0
+	for _, r := range rcpts {
+		if !pipe {
+			if err := send("RCPT TO:<" + r + ">"); err != nil {
+				return x, fmt.Errorf("sending RCPT TO: %w", err)
+			}
+		}
+		rp, err := read()
+		if err != nil {
+			return x, fmt.Errorf("after RCPT TO: %w", err)
+		}
+		x.rcpts = append(x.rcpts, rp)
+		if rp.code/100 == 2 {
+			accepted++
+		} else if rp.code == 421 {
+			return x, nil
+		}
+	}
+	if !pipe {
+		if accepted == 0 {
+			return x, nil
+		}
+		if err := send("DATA"); err != nil {
+			return x, fmt.Errorf("sending DATA: %w", err)
+		}
+	}
+	if rp, err = read(); err != nil {
+		return x, fmt.Errorf("after DATA: %w", err)
+	}
+	if x.data = rp; rp.code != 354 {
+		return x, nil
+	}
+	if accepted == 0 {
+		if x.dot, err = c.endEmptyData(); err != nil {
+			return x, fmt.Errorf("ending an empty DATA: %w", err)
+		}
+		return x, nil
+	}
+	c.deadline(c.dataTimeout)
+	c.w.Write(p.own)
+	c.w.Write(p.shared)
+	if err := c.w.Flush(); err != nil {
+		return x, fmt.Errorf("while sending the message: %w", err)
+	}
+	if rp, err = c.readReply(); err != nil {
+		// The server may have accepted the message before the
+		// connection went: the one case where a retry can duplicate.
+		return x, fmt.Errorf("after end of data: %w", err)
+	}
+	// The final reply ends the transaction either way (RFC 5321
+	// §4.1.1.4), so the next MAIL needs no RSET.
+	c.dirty = false
+	x.end = rp
+	return x, nil
 }
 
-// has8Bit reports whether b holds a byte outside ASCII, eight bytes at a
-// time.
-func has8Bit(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
-			return true
+// drain reads the replies owed to pipelined RCPTs and DATA after MAIL
+// FROM was refused, ending the DATA if it was accepted anyway.
+func (c *client) drain(x *replies, rcpts int) error {
+	for range rcpts {
+		c.deadline(c.cmdTimeout)
+		rp, err := c.readReply()
+		if err != nil {
+			return err
 		}
-		b = b[8:]
+		x.rcpts = append(x.rcpts, rp)
 	}
-	for _, ch := range b {
-		if ch >= 0x80 {
+	c.deadline(c.cmdTimeout)
+	rp, err := c.readReply()
+	if err != nil {
+		return err
+	}
+	if x.data = rp; rp.code == 354 {
+		x.dot, err = c.endEmptyData()
+	}
+	return err
+}
+
+// endEmptyData ends a DATA that has nothing to carry.
+func (c *client) endEmptyData() (reply, error) { return c.exchange(".", c.dataTimeout) }
+
+// needsUTF8 reports whether an envelope has non-ASCII addresses.
+func needsUTF8(from string, rcpts []string) bool {
+	isASCII := func(s string) bool {
+		for i := range len(s) {
+			if s[i] >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	if !isASCII(from) {
+		return true
+	}
+	for _, r := range rcpts {
+		if !isASCII(r) {
 			return true
 		}
 	}
 	return false
-}
-
-// payload is a message ready to send: own is the wire form of this
-// transaction's part, shared that of a part many transactions send, made
-// once; their concatenation ends in ".\r\n".
-type payload struct {
-	own, shared []byte
-	size        int  // the message size, for SIZE=
-	eightBit    bool // needs BODY=8BITMIME
-}
-
-func newPayload(b []byte) *payload {
-	return &payload{shared: dotStuff(b), size: len(b), eightBit: has8Bit(b)}
-}
-
-// Message is what Render returns for a transaction: its own bytes, then a
-// part it shares with other transactions, such as a post's body after
-// the per-member header fields. Only Own is prepared for the wire per
-// transaction.
-type Message struct {
-	Own    []byte
-	Shared *Shared // nil: the message is Own alone
-}
-
-// Bytes returns the whole message, as stored before the wire form.
-func (m Message) Bytes() []byte {
-	if m.Shared == nil {
-		return m.Own
-	}
-	return append(m.Own[:len(m.Own):len(m.Own)], m.Shared.b...)
-}
-
-// Shared is a message part sent unchanged by many transactions. Its wire
-// form is made once, on first use, and kept as long as the Shared is.
-type Shared struct {
-	b    []byte
-	once sync.Once
-	p    *payload
-}
-
-// NewShared wraps b, which must not change afterwards.
-func NewShared(b []byte) *Shared { return &Shared{b: b} }
-
-func (s *Shared) payload() *payload {
-	s.once.Do(func() { s.p = newPayload(s.b) })
-	return s.p
-}
-
-// payload prepares m for the wire. Own's line ends are handled apart
-// from the shared part only when Own ends a line; otherwise the two are
-// joined first, which costs a copy but stays correct.
-func (m Message) payload() *payload {
-	switch {
-	case m.Shared == nil:
-		return newPayload(m.Own)
-	case len(m.Own) == 0:
-		return m.Shared.payload()
-	case m.Own[len(m.Own)-1] != '\n':
-		return newPayload(append(append([]byte(nil), m.Own...), m.Shared.b...))
-	}
-	sp := m.Shared.payload()
-	return &payload{
-		own:      stuffLines(make([]byte, 0, len(m.Own)+len(m.Own)/64+8), m.Own),
-		shared:   sp.shared,
-		size:     len(m.Own) + sp.size,
-		eightBit: sp.eightBit || has8Bit(m.Own),
-	}
 }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -602,4 +604,137 @@ func TestStaleConnectionIsRetriedOnce(t *testing.T) {
 	if n, m := d.Stats().Connections, mails.Load(); n != 2 || m != 3 {
 		t.Errorf("%d connections and %d MAIL commands, want 2 and 3 (the dropped one retried once)", n, m)
 	}
+}
+
+// TestTransactionReturnsEveryReply runs one transaction per case on the
+// client alone and checks the replies it hands back, step by step, then
+// that a second transaction starts with RSET exactly when the first did
+// not complete.
+func TestTransactionReturnsEveryReply(t *testing.T) {
+	type codes struct {
+		rset, mail int
+		rcpts      []int
+		data, dot  int
+		end        int
+	}
+	tests := []struct {
+		name       string
+		pipelining bool
+		respond    func(string) string
+		from       string
+		rcpts      []string
+		want       codes
+		wantErr    string // "" for none; "local" for a *localError
+		wantRSET   bool   // the next transaction starts with RSET
+		done       bool   // the connection is of no further use
+	}{
+		{
+			name: "pipelined, one of two RCPTs refused", pipelining: true,
+			respond: onFirst("RCPT", "550 5.1.1 no such user"),
+			rcpts:   []string{"a@example.com", "b@example.com"},
+			want:    codes{mail: 250, rcpts: []int{550, 250}, data: 354, end: 250},
+		},
+		{
+			name: "pipelined, MAIL refused: the owed replies are read", pipelining: true,
+			respond: onFirst("MAIL", "553 5.1.8 sender domain unknown", "RCPT", "503 5.5.1 need MAIL", "DATA", "503 5.5.1 need RCPT"),
+			rcpts:   []string{"a@example.com", "b@example.com"},
+			want:    codes{mail: 553, rcpts: []int{503, 250}, data: 503}, wantRSET: true,
+		},
+		{
+			name:    "one at a time, MAIL refused",
+			respond: onFirst("MAIL", "451 4.3.0 try later"),
+			rcpts:   []string{"a@example.com"},
+			want:    codes{mail: 451}, wantRSET: true,
+		},
+		{
+			name: "pipelined, every RCPT refused: a lone dot ends DATA", pipelining: true,
+			respond: onFirst("RCPT", "550 5.1.1 no such user"),
+			rcpts:   []string{"a@example.com"},
+			want:    codes{mail: 250, rcpts: []int{550}, data: 354, dot: 250}, wantRSET: true,
+		},
+		{
+			name:    "one at a time, every RCPT refused: no DATA",
+			respond: onFirst("RCPT", "550 5.1.1 no such user"),
+			rcpts:   []string{"a@example.com"},
+			want:    codes{mail: 250, rcpts: []int{550}}, wantRSET: true,
+		},
+		{
+			name: "pipelined, 421 to a RCPT stops the reading", pipelining: true,
+			respond: onFirst("RCPT", "421 4.3.2 shutting down"),
+			rcpts:   []string{"a@example.com", "b@example.com"},
+			want:    codes{mail: 250, rcpts: []int{421}}, done: true,
+		},
+		{
+			name:    "one at a time, the server hangs up at RCPT",
+			respond: onFirst("RCPT", "CLOSE"),
+			rcpts:   []string{"a@example.com"},
+			want:    codes{mail: 250}, wantErr: "after RCPT TO: ", done: true,
+		},
+		{
+			name: "pipelined, message refused after the data", pipelining: true,
+			respond: onFirst(".", "550 5.7.1 content rejected"),
+			rcpts:   []string{"a@example.com"},
+			want:    codes{mail: 250, rcpts: []int{250}, data: 354, end: 550},
+		},
+		{
+			name: "a line break in a recipient: nothing sent", pipelining: true,
+			rcpts: []string{"a@example.com\r\nRCPT TO:<x@example.com>"},
+			want:  codes{}, wantErr: "local",
+		},
+		{
+			name: "a non-ASCII address without SMTPUTF8: nothing sent", pipelining: true,
+			from: "jörg-bounces@example.org", rcpts: []string{"a@example.com"},
+			want: codes{}, wantErr: "local",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startScripted(t, extensions(tc.pipelining), tc.respond)
+			s, _ := dialSession(t, srv.addr)
+			from := tc.from
+			if from == "" {
+				from = "test-bounces@lists.example.org"
+			}
+			x, err := s.c.transaction(from, tc.rcpts, newPayload(testMessage))
+			var le *localError
+			switch {
+			case tc.wantErr == "" && err != nil,
+				tc.wantErr == "local" && !errors.As(err, &le),
+				tc.wantErr != "" && tc.wantErr != "local" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			var rcpts []int
+			for _, rp := range x.rcpts {
+				rcpts = append(rcpts, rp.code)
+			}
+			got := codes{rset: x.rset.code, mail: x.mail.code, rcpts: rcpts, data: x.data.code, dot: x.dot.code, end: x.end.code}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("replies %+v, want %+v", got, tc.want)
+			}
+			if tc.wantErr == "local" {
+				if v := srv.verbs(); len(v) != 0 {
+					t.Errorf("server got %v, want nothing", v)
+				}
+			}
+			if tc.done {
+				return
+			}
+			x, err = s.c.transaction("test-bounces@lists.example.org", []string{"next@example.com"}, newPayload(testMessage))
+			if err != nil || x.end.code != 250 {
+				t.Fatalf("next transaction: %+v %v", x, err)
+			}
+			if sent := x.rset.code != 0; sent != tc.wantRSET {
+				t.Errorf("next transaction sent RSET: %v, want %v", sent, tc.wantRSET)
+			}
+		})
+	}
+}
+
+// extensions is what a scripted server offers: SIZE, and PIPELINING if
+// pipelining.
+func extensions(pipelining bool) []string {
+	if pipelining {
+		return []string{"SIZE 1000000", "PIPELINING"}
+	}
+	return []string{"SIZE 1000000"}
 }
