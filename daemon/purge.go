@@ -52,7 +52,7 @@ func (p purger) once(ctx context.Context) {
 		p.log.Info("finished work purged",
 			zap.Int64("messages", st.Messages), zap.Int64("deliveries", st.Deliveries),
 			zap.Int64("intake", st.Intake), zap.Int64("held", st.Held), zap.Int64("posts", st.Posts),
-			zap.Int64("tokens", st.Tokens), zap.String("older_than", store.FormatTime(cutoff)),
+			zap.Int64("tokens", st.Tokens), zap.Int64("autoresponses", st.Autoresponses), zap.String("older_than", store.FormatTime(cutoff)),
 			zap.Duration("took", time.Since(start)))
 	}
 	if err != nil && ctx.Err() == nil {

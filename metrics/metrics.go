@@ -56,6 +56,11 @@ var (
 		Help: "Milter decisions by stage (rcpt, message), verdict (accept, reject, tempfail, continue) and reason (the reason field of the log line).",
 	}, []string{"stage", "verdict", "reason"})
 
+	policyDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "policy", Name: "decisions_total",
+		Help: "Postfix policy service answers by verdict (accept, reject, tempfail, continue) and reason (the reason field of the log line).",
+	}, []string{"verdict", "reason"})
+
 	lmtpReplies = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "lmtp", Name: "replies_total",
 		Help: "LMTP replies by stage (connect, rcpt, data: one per recipient) and SMTP code.",
@@ -92,7 +97,7 @@ var (
 
 // events lists the counters and histograms above, for NewRegistry.
 var events = []prometheus.Collector{
-	milterDecisions, lmtpReplies, intakeMessages, intakeRecipients,
+	milterDecisions, policyDecisions, lmtpReplies, intakeMessages, intakeRecipients,
 	deliveries, deliveryLatency, socketmapLookups,
 }
 
@@ -108,6 +113,12 @@ func init() {
 // StageMessage; verdict and reason are the constants the milter logs.
 func MilterDecision(stage, verdict, reason string) {
 	milterDecisions.WithLabelValues(stage, verdict, reason).Inc()
+}
+
+// PolicyDecision counts one answer of the policy service; verdict and
+// reason are the constants it logs.
+func PolicyDecision(verdict, reason string) {
+	policyDecisions.WithLabelValues(verdict, reason).Inc()
 }
 
 // LMTPReplies counts n LMTP replies with code at stage (StageConnect,

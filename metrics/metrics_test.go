@@ -73,6 +73,8 @@ func TestEventCounters(t *testing.T) {
 	}{
 		{"milter rcpt", func() { metrics.MilterDecision(metrics.StageRcpt, "reject", "no_such_list") },
 			[]series{{"postlist_milter_decisions_total", map[string]string{"stage": "rcpt", "verdict": "reject", "reason": "no_such_list"}, 1}}},
+		{"policy rcpt", func() { metrics.PolicyDecision("reject", "bad_verp") },
+			[]series{{"postlist_policy_decisions_total", map[string]string{"verdict": "reject", "reason": "bad_verp"}, 1}}},
 		{"lmtp data", func() { metrics.LMTPReplies(metrics.StageData, 250, 3) },
 			[]series{{"postlist_lmtp_replies_total", map[string]string{"stage": "data", "code": "250"}, 3}}},
 		{"lmtp none", func() { metrics.LMTPReplies(metrics.StageData, 451, 0) },

@@ -41,6 +41,7 @@ import (
 	"postlist/address"
 	"postlist/index"
 	"postlist/internal/connserver"
+	"postlist/metrics"
 	"postlist/reply"
 )
 
@@ -245,10 +246,12 @@ func (s *Server) Answer(req Request) (a Answer) {
 			s.log.Error("policy decision failed", zap.String("rcpt", address.Redact(clip(rcpt), "")), zap.String("verdict", VerdictTempFail),
 				zap.String("reason", ReasonPanic), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 			a = Answer{Action: action(reply.TempFail()), Verdict: VerdictTempFail, Reason: ReasonPanic}
+			metrics.PolicyDecision(a.Verdict, a.Reason)
 		}
 	}()
 	a = s.decide(req)
 	s.logAnswer(req, a)
+	metrics.PolicyDecision(a.Verdict, a.Reason)
 	return a
 }
 

@@ -286,7 +286,7 @@ func runSize(c config, bin, self string, size int) (*result, error) {
 // writeConfig writes a configuration on loopback ports picked now, and
 // returns its path and the LMTP address.
 func writeConfig(dir, sinkAddr string, workers int, oneClick bool) (string, string, error) {
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -309,6 +309,7 @@ path = %q
 lmtp_host = "127.0.0.1"
 lmtp_port = %d
 milter_listen = "inet:127.0.0.1:%d"
+policy_listen = "inet:127.0.0.1:%d"
 smtp_host = %q
 smtp_port = %s
 max_delivery_threads = %d
@@ -322,7 +323,7 @@ map_dir = %q
 [log]
 format = "json"
 level = "info"
-`, filepath.Join(dir, "postlist.db"), ports[0], ports[1], sh, sp, workers, ports[2], baseURL, filepath.Join(dir, "maps"))
+`, filepath.Join(dir, "postlist.db"), ports[0], ports[1], ports[3], sh, sp, workers, ports[2], baseURL, filepath.Join(dir, "maps"))
 	path := filepath.Join(dir, "postlist.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return "", "", err

@@ -78,6 +78,7 @@ func (a *app) printPurge(cutoff string, s store.PurgeStats) error {
 		{s.Held, "held rows (decided)"},
 		{s.Posts, "post records"},
 		{s.Tokens, "expired tokens"},
+		{s.Autoresponses, "past days' automatic-reply counts"},
 	} {
 		fmt.Fprintf(tw, "%s\t%d\n", r.what, r.n)
 	}
