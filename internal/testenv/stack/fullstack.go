@@ -1,4 +1,4 @@
-package emailtest
+package stack
 
 import (
 	"context"

@@ -1,12 +1,13 @@
-// Package emailtest holds what the tests of the email interface (package
-// commands) and of bounce processing (package bounce) share: a store with
+// Package stack is the whole-stack test harness that the tests of the email
+// interface (package commands), bounce processing (package bounce) and
+// the processing stages share: a store with
 // a list on a clock the test moves, mail injected as LMTP stores it, the
 // outbox read back through the store, and Stack, the whole mail path of
 // `postlist serve` (milter, LMTP, deliverer and the processing stages)
 // in front of a private real Postfix.
 //
 // It is for tests only; no production code imports it.
-package emailtest
+package stack
 
 import (
 	"bytes"
