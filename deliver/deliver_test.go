@@ -537,7 +537,7 @@ func TestRetryPeriodExpiryFails(t *testing.T) {
 	o.RetryPeriod = 400 * time.Millisecond
 	start(t, o)
 	var row store.DeliveryInfo
-	waitUntil(t, 10*time.Second, func() (bool, string) {
+	testenv.WaitForWhy(t, 10*time.Second, "the busy row fails", func() (bool, string) {
 		row = rowsOf(t, st, msg)["busy@example.com"]
 		return row.State == store.DeliveryFailed, fmt.Sprintf("row %+v", row)
 	})
@@ -581,7 +581,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	allSent(t, st, msg, 10*time.Second)
 	d.stop(t)
 	var after int
-	waitUntil(t, 5*time.Second, func() (bool, string) {
+	testenv.WaitForWhy(t, 5*time.Second, "the goroutines Run started are gone", func() (bool, string) {
 		after = runtime.NumGoroutine()
 		return after <= before, fmt.Sprintf("%d goroutines before Run, %d after it returned", before, after)
 	})

@@ -127,23 +127,6 @@ func (r *running) stop(t *testing.T) error {
 	return r.err
 }
 
-// waitUntil polls cond until it holds, failing the test with cond's last
-// description after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v: %s", timeout, why)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // rowsOf returns a message's deliveries by recipient.
 func rowsOf(t *testing.T, st *store.Store, msg int64) map[string]store.DeliveryInfo {
 	t.Helper()
@@ -163,7 +146,7 @@ func rowsOf(t *testing.T, st *store.Store, msg int64) map[string]store.DeliveryI
 func settled(t *testing.T, st *store.Store, msg int64, timeout time.Duration) map[string]store.DeliveryInfo {
 	t.Helper()
 	var rows map[string]store.DeliveryInfo
-	waitUntil(t, timeout, func() (bool, string) {
+	testenv.WaitForWhy(t, timeout, "every row had its attempt", func() (bool, string) {
 		rows = rowsOf(t, st, msg)
 		var pending []string
 		for _, d := range rows {
@@ -180,7 +163,7 @@ func settled(t *testing.T, st *store.Store, msg int64, timeout time.Duration) ma
 func allSent(t *testing.T, st *store.Store, msg int64, timeout time.Duration) map[string]store.DeliveryInfo {
 	t.Helper()
 	var rows map[string]store.DeliveryInfo
-	waitUntil(t, timeout, func() (bool, string) {
+	testenv.WaitForWhy(t, timeout, "every row is sent", func() (bool, string) {
 		rows = rowsOf(t, st, msg)
 		var other []string
 		for _, d := range rows {

@@ -11,6 +11,7 @@ import (
 	"postlist/address"
 	"postlist/index"
 	"postlist/index/indextest"
+	"postlist/internal/testenv"
 	"postlist/reply"
 	"postlist/store"
 )
@@ -319,7 +320,7 @@ func TestTokensReloadAlone(t *testing.T) {
 	}
 	must(t, st.AddToken(ctx, store.Token{Token: tok, ListID: l.ID, Kind: store.TokenSubscribe, Address: "new@example.com",
 		ExpiresAt: time.Now().Add(time.Hour)}, nil))
-	waitFor(t, 2*time.Second, func() bool { return ix.Decide(confirm).Accepted() })
+	testenv.WaitFor(t, 2*time.Second, "the confirm address is accepted", func() bool { return ix.Decide(confirm).Accepted() })
 	after := ix.Snapshot().Stats()
 	if after.LoadedAt != before.LoadedAt || after.Generation != before.Generation || after.Members != before.Members {
 		t.Errorf("a new token rebuilt the index: %+v -> %+v", before, after)
@@ -332,7 +333,7 @@ func TestTokensReloadAlone(t *testing.T) {
 	// is still known afterwards.
 	_, err = st.AddMembers(ctx, "test@lists.example.org", "member", []store.NewMember{{Address: "zed@example.com"}}, nil)
 	must(t, err)
-	waitFor(t, 2*time.Second, func() bool { return ix.Snapshot().Stats().Generation != before.Generation })
+	testenv.WaitFor(t, 2*time.Second, "the index reloads", func() bool { return ix.Snapshot().Stats().Generation != before.Generation })
 	if !ix.Decide(confirm).Accepted() || !ix.Decide("test-bounces+zed=example.com@lists.example.org").Accepted() {
 		t.Error("after a rebuild the token or the new member is unknown")
 	}
@@ -347,7 +348,7 @@ func TestRunPicksUpChangesWithinOneSecond(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// Before the first tick the index is not loaded; Run must load it.
-	waitFor(t, time.Second, func() bool { return ix.Decide("test@lists.example.org").Accepted() })
+	testenv.WaitFor(t, time.Second, "the list is accepted", func() bool { return ix.Decide("test@lists.example.org").Accepted() })
 
 	if d := ix.Decide("new@lists.example.org"); d.Accepted() {
 		t.Fatal("new@ accepted before it exists")
@@ -360,16 +361,16 @@ func TestRunPicksUpChangesWithinOneSecond(t *testing.T) {
 	if _, err := other.CreateList(context.Background(), "new@lists.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, func() bool { return ix.Decide("new@lists.example.org").Accepted() })
+	testenv.WaitFor(t, time.Second, "the new list is accepted", func() bool { return ix.Decide("new@lists.example.org").Accepted() })
 	t.Logf("new list live after %v", time.Since(start))
 
 	_, err = other.AddMembers(context.Background(), "new@lists.example.org", "member", []store.NewMember{{Address: "eve@example.com"}}, nil)
 	must(t, err)
-	waitFor(t, time.Second, func() bool {
+	testenv.WaitFor(t, time.Second, "the new member's VERP address is accepted", func() bool {
 		return ix.Decide("new-bounces+eve=example.com@lists.example.org").Accepted()
 	})
 	must(t, other.RemoveList(context.Background(), "new@lists.example.org"))
-	waitFor(t, time.Second, func() bool { return ix.Decide("new@lists.example.org").Reason == index.ReasonNoSuchList })
+	testenv.WaitFor(t, time.Second, "the removed list is refused", func() bool { return ix.Decide("new@lists.example.org").Reason == index.ReasonNoSuchList })
 }
 
 func TestRunLoadsOnceStoreRecovers(t *testing.T) {
@@ -389,7 +390,7 @@ func TestRunLoadsOnceStoreRecovers(t *testing.T) {
 	src.Lock()
 	src.Err = nil
 	src.Unlock()
-	waitFor(t, 2*time.Second, func() bool { return ix.Decide("test@lists.example.org").Accepted() })
+	testenv.WaitFor(t, 2*time.Second, "the list is accepted", func() bool { return ix.Decide("test@lists.example.org").Accepted() })
 }
 
 func TestTokens(t *testing.T) {
@@ -468,17 +469,6 @@ func TestSynthetic(t *testing.T) {
 		if s.IsMember(syn.ListAddr(i), syn.MemberAddr(i+1, 0)) {
 			t.Fatalf("list %d has another list's member", i)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

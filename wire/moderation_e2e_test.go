@@ -35,14 +35,12 @@ func cliJSON(t *testing.T, pl *testenv.Postlist, v any, args ...string) {
 	}
 }
 
+// waitFor is testenv.WaitFor with the daemon's log in the failure, where
+// the reason a step never happened usually is.
 func waitFor(t *testing.T, pl *testenv.Postlist, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s; daemon log:\n%s", wait, what, pl.LogTail())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Eventually(wait, cond) {
+		t.Fatalf("timed out after %v waiting until %s; daemon log:\n%s", wait, what, pl.LogTail())
 	}
 }
 

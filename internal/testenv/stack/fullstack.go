@@ -208,24 +208,24 @@ func NewWatch(sink *testenv.Sink) *Watch { return &Watch{Sink: sink, seen: map[s
 // skipped, so a test can wait for a second message of the same kind.
 func (s *Watch) WaitMail(t *testing.T, rcpt, want string, timeout time.Duration) testenv.Envelope {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var got testenv.Envelope
+	if !testenv.Eventually(timeout, func() bool {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		for i, e := range s.Sink.Envelopes() {
 			key := fmt.Sprintf("%d/%s", i, strings.ToLower(rcpt))
 			if s.seen[key] || !hasRcpt(e, rcpt) || !strings.Contains(string(e.Data), want) {
 				continue
 			}
 			s.seen[key] = true
-			s.mu.Unlock()
-			return e
+			got = e
+			return true
 		}
-		s.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("no mail to %s containing %q within %v; the sink has %d message(s)", rcpt, want, timeout, len(s.Sink.Envelopes()))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no mail to %s containing %q within %v; the sink has %d message(s)", rcpt, want, timeout, len(s.Sink.Envelopes()))
 	}
+	return got
 }
 
 func hasRcpt(e testenv.Envelope, rcpt string) bool {
@@ -237,16 +237,11 @@ func hasRcpt(e testenv.Envelope, rcpt string) bool {
 	return false
 }
 
-// WaitUntil polls cond until it holds or timeout passes.
+// WaitUntil is testenv.WaitFor with its arguments in the order this
+// package's callers have always used.
 func WaitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, timeout, what, cond)
 }
 
 // WaitProcessed waits until the intake rows of the message with Message-ID
