@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -25,11 +25,7 @@ func shortPurgeSchedule(t *testing.T) {
 // written, so that they are old when the clock is set back to now.
 func purgeStore(t *testing.T) (*store.Store, *atomic.Int64) {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	var ago atomic.Int64
 	st.Now = func() time.Time { return time.Now().Add(-time.Duration(ago.Load())) }
 	return st, &ago

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,21 +23,6 @@ const testList = "test@lists.example.org"
 
 // testMessage is what the tests send; dot-stuffing and CRLF are exercised.
 var testMessage = []byte("Message-ID: <post1@example.com>\r\nFrom: alice@example.com\r\nSubject: hello\r\n\r\nline one\r\n.starts with a dot\r\nlast line\r\n")
-
-// openStore opens a fresh database with the test list in it.
-func openStore(t *testing.T) (*store.Store, *store.List) {
-	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	l, err := st.CreateList(context.Background(), testList)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, l
-}
 
 // members returns n member addresses spread over a few domains.
 func members(n int) []string {

@@ -3,7 +3,6 @@ package index_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"postlist/index"
 	"postlist/index/indextest"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/reply"
 	"postlist/store"
 )
@@ -29,16 +29,7 @@ import (
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for _, l := range []string{"test@lists.example.org", "open@lists.example.org", "foo-owner@lists.example.org"} {
-		if _, err := st.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := storetest.Open(t, "test@lists.example.org", "open@lists.example.org", "foo-owner@lists.example.org")
 	must(t, st.AddAlias(ctx, "alias.example.org", "lists.example.org"))
 	must(t, st.SetListSetting(ctx, "test@lists.example.org", "default_nonmember_action", "reject"))
 	// Mailman's unsigned VERP form, so that the table below can name

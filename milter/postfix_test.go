@@ -18,6 +18,7 @@ import (
 
 	"postlist/index"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/milter"
 	"postlist/store"
 )
@@ -35,16 +36,7 @@ type stack struct {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for _, l := range []string{"test@lists.example.org", "open@lists.example.org"} {
-		if _, err := st.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := storetest.Open(t, "test@lists.example.org", "open@lists.example.org")
 	if err := st.SetListSetting(ctx, "test@lists.example.org", "default_nonmember_action", "reject"); err != nil {
 		t.Fatal(err)
 	}

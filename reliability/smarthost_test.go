@@ -18,6 +18,7 @@ import (
 	"postlist/address"
 	"postlist/deliver"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -395,16 +396,8 @@ func TestSmartHostStall(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	list := "stall@" + listDomain
-	l, err := st.CreateList(ctx, list)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, l := storetest.OpenList(t, list)
 	id, err := st.StoreMessage(ctx, poster, message(list, "<stall@example.com>", "stall", "Hello.\r\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -13,13 +13,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"postlist/address"
+	"postlist/internal/testenv/storetest"
 	"postlist/message"
 	"postlist/store"
 )
@@ -60,11 +60,7 @@ type Fixture struct {
 func NewFixture(t testing.TB) *Fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	clock := NewClock(time.Now().UTC().Truncate(time.Millisecond))
 	st.Now = clock.Now
 	if _, err := st.CreateList(ctx, List); err != nil {
