@@ -1,39 +1,18 @@
 package testenv
 
 import (
-	"fmt"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// exitRecorder is a testing.TB whose Fatalf records the message and ends
-// the goroutine, as the real one does, without failing the test.
-type exitRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (f *exitRecorder) Helper() {}
-
-func (f *exitRecorder) Fatalf(format string, args ...any) {
-	f.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
-// run calls wait with a recorder in a goroutine of its own (Fatalf ends
-// it) and returns the failure message, "" if wait returned normally.
+// run calls wait with a recorder of failures, and returns the failure
+// message, "" if wait did not fail. The recorder's Fatalf returns where
+// the real one ends the goroutine, which is the same for helpers whose
+// last act is to fail.
 func run(t *testing.T, wait func(testing.TB)) string {
-	rec := &exitRecorder{TB: t}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		wait(rec)
-	}()
-	wg.Wait()
+	rec := &fatalRecorder{TB: t}
+	wait(rec)
 	return rec.msg
 }
 

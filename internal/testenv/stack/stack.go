@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"postlist/address"
+	"postlist/internal/testenv"
 	"postlist/internal/testenv/storetest"
 	"postlist/message"
 	"postlist/store"
@@ -27,24 +28,11 @@ import (
 // List is the list every fixture creates.
 const List = "test@lists.example.org"
 
-// Clock is a clock a test moves by hand; safe for concurrent use.
-type Clock struct{ ns atomic.Int64 }
+// Clock is the hand-moved clock the fixture's store runs on.
+type Clock = testenv.Clock
 
 // NewClock returns a clock showing t.
-func NewClock(t time.Time) *Clock {
-	c := &Clock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-
-// Now reads the clock.
-func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
-
-// Add moves the clock by d.
-func (c *Clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+func NewClock(t time.Time) *Clock { return testenv.NewClock(t) }
 
 // Fixture is a store with List, its member alice@example.com, owner
 // owner@example.com and moderator mod@example.com, on Clock (which starts
