@@ -179,7 +179,7 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := ls.Serve(mustListen(t)); err != nil {
+	if err := ls.Serve(testenv.Listen(t)); err != nil {
 		t.Errorf("Serve after Shutdown: %v, want nil at once", err)
 	}
 }
@@ -201,13 +201,4 @@ func TestShutdownGivesUp(t *testing.T) {
 	if _, err := r.ReadString('\n'); !errors.Is(err, io.EOF) {
 		t.Fatalf("connection after a forced shutdown: %v, want EOF", err)
 	}
-}
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }

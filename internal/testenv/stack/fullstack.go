@@ -99,7 +99,7 @@ func StartStackWith(t *testing.T, o StackOptions) *Stack {
 	}
 	goRun(func() { ix.Run(ctx) })
 
-	milterLn := listen(t)
+	milterLn := testenv.Listen(t)
 	ms := milter.New(milter.Options{Index: ix, Log: log.Named("milter")})
 	goRun(func() { ms.Serve(milterLn) })
 	t.Cleanup(func() { ms.Close() })
@@ -107,7 +107,7 @@ func StartStackWith(t *testing.T, o StackOptions) *Stack {
 	// Postfix needs the LMTP address before the System, which sends
 	// through Postfix, can be built; the LMTP server, which wakes the
 	// System's stages, serves once it exists.
-	lmtpLn := listen(t)
+	lmtpLn := testenv.Listen(t)
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
 		Milter:      "inet:" + milterLn.Addr().String(),
 		ListDomains: []string{"lists.example.org"},
@@ -165,15 +165,6 @@ func stackConfig(t *testing.T, smtpAddr string) *config.Config {
 	cfg.MTA.SMTPDataTimeout = config.Duration(10 * time.Second)
 	cfg.Site.Owner = SiteOwner
 	return cfg
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 // Send speaks SMTP to Postfix's public listener as a remote server would
