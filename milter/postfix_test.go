@@ -254,36 +254,21 @@ func TestPostfix(t *testing.T) {
 
 func waitEnvelope(t *testing.T, sink *testenv.Sink, match func(testenv.Envelope) bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		for _, e := range sink.Envelopes() {
-			if match(e) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no matching envelope at the sink; got %d envelopes", len(sink.Envelopes()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitForWhy(t, 15*time.Second, "a matching envelope is at the sink", func() (bool, string) {
+		envs := sink.Envelopes()
+		return slices.ContainsFunc(envs, match), fmt.Sprintf("got %d envelopes", len(envs))
+	})
 }
 
 func waitLogged(t *testing.T, logs *observer.ObservedLogs, match func(map[string]any) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testenv.Eventually(5*time.Second, func() bool {
+		return slices.ContainsFunc(logs.AllUntimed(), func(e observer.LoggedEntry) bool { return match(e.ContextMap()) })
+	}) {
+		var lines []string
 		for _, e := range logs.AllUntimed() {
-			if match(e.ContextMap()) {
-				return
-			}
+			lines = append(lines, fmt.Sprint(e.Message, " ", e.ContextMap()))
 		}
-		if time.Now().After(deadline) {
-			var lines []string
-			for _, e := range logs.AllUntimed() {
-				lines = append(lines, fmt.Sprint(e.Message, " ", e.ContextMap()))
-			}
-			t.Fatalf("no matching log line; have:\n%s", strings.Join(lines, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
+		t.Fatalf("no matching log line; have:\n%s", strings.Join(lines, "\n"))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"postlist/deliver"
+	"postlist/internal/testenv"
 	"postlist/internal/testenv/storetest"
 	"postlist/message"
 	"postlist/store"
@@ -537,13 +538,7 @@ func TestRunKickAndStop(t *testing.T) {
 	e.post("alice@example.com", memberPost)
 	e.p.Kick()
 	e.p.Kick() // never blocks
-	deadline := time.Now().Add(10 * time.Second)
-	for e.notified.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("post not processed after Kick")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the post is processed after Kick", func() bool { return e.notified.Load() > 0 })
 	cancel()
 	select {
 	case err := <-done:

@@ -346,21 +346,16 @@ func settledGoroutines(t testing.TB, httpAddr string, limit int) int {
 	t.Helper()
 	var n float64
 	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !testenv.Eventually(20*time.Second, func() bool {
 		n, err = metric(httpAddr, "go_goroutines")
 		if err != nil {
 			t.Fatalf("goroutine count: %v", err)
 		}
-		if limit < 0 || int(n) <= limit {
-			return int(n)
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("daemon runs %d goroutines once idle, want at most %d: leak", int(n), limit)
-			return int(n)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return limit < 0 || int(n) <= limit
+	}) {
+		t.Errorf("daemon runs %d goroutines once idle, want at most %d: leak", int(n), limit)
 	}
+	return int(n)
 }
 
 // TestSmartHostStall runs the deliverer in process against a smart host
