@@ -19,7 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postlist/internal/testenv"
-	"postlist/store"
+	"postlist/internal/testenv/storetest"
 )
 
 const (
@@ -98,11 +98,7 @@ func TestMemberPostReachesEveryMember(t *testing.T) {
 	send(t, s, "alice@example.com", "first post")
 	copies := waitCopies(t, s.pf.Sink, "first post", 3, 60*time.Second)
 	// Return paths are signed with the site's key, kept in the database.
-	st, err := store.Open(context.Background(), s.pl.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.OpenPath(t, s.pl.DB)
 	signer, err := st.VERPSigner(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -345,9 +345,7 @@ func TestRunPicksUpChangesWithinOneSecond(t *testing.T) {
 		t.Fatal("new@ accepted before it exists")
 	}
 	// Another connection writes, as the CLI does.
-	other, err := store.Open(context.Background(), st.Path())
-	must(t, err)
-	defer other.Close()
+	other := storetest.OpenPath(t, st.Path())
 	start := time.Now()
 	if _, err := other.CreateList(context.Background(), "new@lists.example.org"); err != nil {
 		t.Fatal(err)
@@ -355,7 +353,7 @@ func TestRunPicksUpChangesWithinOneSecond(t *testing.T) {
 	testenv.WaitFor(t, time.Second, "the new list is accepted", func() bool { return ix.Decide("new@lists.example.org").Accepted() })
 	t.Logf("new list live after %v", time.Since(start))
 
-	_, err = other.AddMembers(context.Background(), "new@lists.example.org", "member", []store.NewMember{{Address: "eve@example.com"}}, nil)
+	_, err := other.AddMembers(context.Background(), "new@lists.example.org", "member", []store.NewMember{{Address: "eve@example.com"}}, nil)
 	must(t, err)
 	testenv.WaitFor(t, time.Second, "the new member's VERP address is accepted", func() bool {
 		return ix.Decide("new-bounces+eve=example.com@lists.example.org").Accepted()

@@ -199,11 +199,7 @@ func TestPostfix(t *testing.T) {
 
 	t.Run("list created mid-run is live within 1s", func(t *testing.T) {
 		// Another connection to the database, as the CLI is.
-		cli, err := store.Open(context.Background(), s.st.Path())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close()
+		cli := storetest.OpenPath(t, s.st.Path())
 		if r := testenv.SendMail(t, smtp, "alice@example.com", []string{"fresh@lists.example.org"}, nil); r.Rcpt[0].Code != 550 {
 			t.Fatalf("fresh@ before it exists: %v", r.Rcpt[0])
 		}

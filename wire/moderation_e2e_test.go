@@ -18,6 +18,7 @@ import (
 
 	"postlist/address"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -109,11 +110,7 @@ func TestHeldApprovedFromCLISendsSignedVERP(t *testing.T) {
 		}
 		return false
 	})
-	st, err := store.Open(context.Background(), pl.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.OpenPath(t, pl.DB)
 	signer, err := st.VERPSigner(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
-// Package storetest opens throwaway stores for tests: a fresh database in
-// the test's temporary directory, closed when the test ends, with the
-// lists the test names already created.
+// Package storetest opens stores for tests: a throwaway database in the
+// test's temporary directory with the lists the test names already
+// created, or a second connection to one a daemon under test uses; either
+// is closed when the test ends.
 //
 // It lives apart from testenv because it imports store, and testenv is
 // imported by tests that store itself must not depend on. store's own
@@ -20,16 +21,25 @@ import (
 func Open(t testing.TB, lists ...string) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatalf("open test store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := OpenPath(t, filepath.Join(t.TempDir(), "postlist.db"))
 	for _, l := range lists {
 		if _, err := st.CreateList(ctx, l); err != nil {
 			t.Fatalf("create list %s: %v", l, err)
 		}
 	}
+	return st
+}
+
+// OpenPath opens the database at path, usually one a daemon under test
+// already uses, as a second process (the CLI, an admin) would; it is
+// closed when the test ends.
+func OpenPath(t testing.TB, path string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("open store %s: %v", path, err)
+	}
+	t.Cleanup(func() { st.Close() })
 	return st
 }
 

@@ -64,3 +64,22 @@ func TestOpenList(t *testing.T) {
 		t.Errorf("returned list has id %d, the store's %d", l.ID, again.ID)
 	}
 }
+
+// TestOpenPath: a second connection sees what the first wrote, and is
+// closed when its test ends.
+func TestOpenPath(t *testing.T) {
+	first := storetest.Open(t, "test@lists.example.org")
+	var second *store.Store
+	t.Run("inner", func(t *testing.T) {
+		second = storetest.OpenPath(t, first.Path())
+		if _, err := second.GetList(context.Background(), "test@lists.example.org"); err != nil {
+			t.Errorf("second connection does not see the list: %v", err)
+		}
+	})
+	if _, err := second.Lists(context.Background()); err == nil {
+		t.Error("second connection still open after its test ended")
+	}
+	if _, err := first.Lists(context.Background()); err != nil {
+		t.Errorf("first connection closed along with the second: %v", err)
+	}
+}
