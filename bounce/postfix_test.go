@@ -10,8 +10,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postlist/address"
-	"postlist/commands/emailtest"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/stack"
 	"postlist/store"
 )
 
@@ -24,7 +24,7 @@ const wait = 60 * time.Second
 // processor. The clock bounces are scored by moves one day per round, so
 // five rounds are five bouncing days.
 func TestBouncesThroughPostfix(t *testing.T) {
-	s := emailtest.StartStack(t)
+	s := stack.StartStack(t)
 	ctx := context.Background()
 	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
 		if strings.EqualFold(to, "alice@example.com") {
@@ -44,7 +44,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())}}
+		rows := []store.NewDelivery{{Recipient: "alice@example.com", EnvelopeFrom: s.Signer.VERP(stack.List, "alice@example.com", "+", s.Store.Now())}}
 		if err := s.Store.QueueDeliveries(ctx, id, s.List.ID, rows); err != nil {
 			t.Fatal(err)
 		}
@@ -60,8 +60,8 @@ func TestBouncesThroughPostfix(t *testing.T) {
 
 	t.Run("a DSN raises the score", func(t *testing.T) {
 		post(t, 1)
-		emailtest.WaitUntil(t, "the DSN is scored", wait, func() bool { return record().Score == 1 })
-		rows, err := s.Store.BounceRows(ctx, emailtest.List, "alice@example.com")
+		stack.WaitUntil(t, "the DSN is scored", wait, func() bool { return record().Score == 1 })
+		rows, err := s.Store.BounceRows(ctx, stack.List, "alice@example.com")
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("bounce rows %+v, %v", rows, err)
 		}
@@ -77,7 +77,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 		for day := 2; day <= 5; day++ {
 			s.Clock.Add(24 * time.Hour)
 			post(t, day)
-			emailtest.WaitUntil(t, fmt.Sprintf("day %d's DSN is scored", day), wait, func() bool { return record().Score == float64(day) })
+			stack.WaitUntil(t, fmt.Sprintf("day %d's DSN is scored", day), wait, func() bool { return record().Score == float64(day) })
 			want := "enabled"
 			if day == 5 {
 				want = "by_bounces"
@@ -100,7 +100,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("a forged bounce is refused at RCPT", func(t *testing.T) {
-		good := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())
+		good := s.Signer.VERP(stack.List, "alice@example.com", "+", s.Store.Now())
 		local, domain, _ := strings.Cut(good, "@")
 		forged := local[:len(local)-8] + "aaaaaaaa@" + domain
 		if forged == good {
@@ -127,7 +127,7 @@ func TestBouncesThroughPostfix(t *testing.T) {
 // nothing; the same DSN to a fresh return path scores, and the old one
 // with its day altered is refused.
 func TestOldVERPThroughPostfix(t *testing.T) {
-	s := emailtest.StartStack(t)
+	s := stack.StartStack(t)
 	ctx := context.Background()
 	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
 		if strings.EqualFold(to, "alice@example.com") {
@@ -137,8 +137,8 @@ func TestOldVERPThroughPostfix(t *testing.T) {
 	})
 	y, m, d := s.Clock.Now().Date()
 	s.Clock.Set(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
-	old := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now().Add(-address.DefaultVERPWindow-2*24*time.Hour))
-	fresh := s.Signer.VERP(emailtest.List, "alice@example.com", "+", s.Store.Now())
+	old := s.Signer.VERP(stack.List, "alice@example.com", "+", s.Store.Now().Add(-address.DefaultVERPWindow-2*24*time.Hour))
+	fresh := s.Signer.VERP(stack.List, "alice@example.com", "+", s.Store.Now())
 	post := func(t *testing.T, n int, envelopeFrom string) {
 		t.Helper()
 		body := fmt.Sprintf("From: bob@example.net\r\nTo: test@lists.example.org\r\nSubject: post %d\r\nMessage-ID: <old.%d.%d@example.net>\r\n\r\nhello\r\n", n, n, time.Now().UnixNano())
@@ -170,7 +170,7 @@ func TestOldVERPThroughPostfix(t *testing.T) {
 
 	t.Run("its DSN is taken and not scored", func(t *testing.T) {
 		post(t, 1, old)
-		emailtest.WaitUntil(t, "the DSN to the old return path is recorded", wait, func() bool { return len(ignored()) == 1 })
+		stack.WaitUntil(t, "the DSN to the old return path is recorded", wait, func() bool { return len(ignored()) == 1 })
 		if got := score(); got != 0 {
 			t.Errorf("score %v after a bounce to an old return path, want 0", got)
 		}
@@ -184,7 +184,7 @@ func TestOldVERPThroughPostfix(t *testing.T) {
 
 	t.Run("a DSN to a fresh return path is scored", func(t *testing.T) {
 		post(t, 2, fresh)
-		emailtest.WaitUntil(t, "the DSN is scored", wait, func() bool { return score() == 1 })
+		stack.WaitUntil(t, "the DSN is scored", wait, func() bool { return score() == 1 })
 		if evs := s.Events(t, store.EventBounceScored); len(evs) != 1 || !strings.Contains(evs[0].Detail, "signed VERP") {
 			t.Errorf("scored events %+v", evs)
 		}

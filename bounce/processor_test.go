@@ -12,20 +12,20 @@ import (
 
 	"postlist/address"
 	"postlist/bounce"
-	"postlist/commands/emailtest"
+	"postlist/internal/testenv/stack"
 	"postlist/notice"
 	"postlist/store"
 )
 
 // env is a fixture with a bounce Processor on the fixture's clock.
 type env struct {
-	*emailtest.Fixture
+	*stack.Fixture
 	p      *bounce.Processor
 	signer address.VERPSigner
 }
 
 func newEnv(t *testing.T) *env {
-	f := emailtest.NewFixture(t)
+	f := stack.NewFixture(t)
 	signer, err := f.Store.VERPSigner(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func (e *env) bounceTo(t *testing.T, rcpt string, report []byte) store.IntakeIte
 
 // verp is the member's signed return path.
 func (e *env) verp(member string) string {
-	return e.signer.VERP(emailtest.List, member, "+", e.Clock.Now())
+	return e.signer.VERP(stack.List, member, "+", e.Clock.Now())
 }
 
 func (e *env) record(t *testing.T, addr string) store.MemberBounce {
@@ -126,7 +126,7 @@ func TestScoreRisesOnceADayAndGoesStale(t *testing.T) {
 	if r := e.record(t, "alice@example.com"); r.Score != 1 || r.LastBounceAt != store.FormatTime(e.Clock.Now()) {
 		t.Errorf("two bounces the same day: %+v", r)
 	}
-	rows, err := e.Store.BounceRows(context.Background(), emailtest.List, "alice@example.com")
+	rows, err := e.Store.BounceRows(context.Background(), stack.List, "alice@example.com")
 	if err != nil || len(rows) != 2 || !rows[0].Scored || rows[1].Scored {
 		t.Errorf("bounce rows: %+v, %v", rows, err)
 	}
@@ -174,7 +174,7 @@ func TestUnscoredBounces(t *testing.T) {
 			if r := e.record(t, "alice@example.com"); r.Score != 0 || r.DeliveryStatus != "enabled" {
 				t.Errorf("member record %+v", r)
 			}
-			rows, err := e.Store.BounceRows(context.Background(), emailtest.List, "alice@example.com")
+			rows, err := e.Store.BounceRows(context.Background(), stack.List, "alice@example.com")
 			if err != nil || len(rows) != 6 || rows[0].Kind != c.wantKind || rows[0].Scored {
 				t.Fatalf("bounce rows %+v, %v", rows, err)
 			}
@@ -203,7 +203,7 @@ func TestPlainReportScoresWithoutVERP(t *testing.T) {
 		t.Errorf("alice: %+v", r)
 	}
 	// dave is no member: recorded, not scored, nobody told.
-	rows, _ := e.Store.BounceRows(context.Background(), emailtest.List, "dave@example.org")
+	rows, _ := e.Store.BounceRows(context.Background(), stack.List, "dave@example.org")
 	if len(rows) != 1 || rows[0].Scored {
 		t.Errorf("dave's rows %+v", rows)
 	}
@@ -224,7 +224,7 @@ func TestForgedVERPIsRefused(t *testing.T) {
 	if r := e.record(t, "alice@example.com"); r.Score != 0 {
 		t.Errorf("forged bounces scored: %+v", r)
 	}
-	if rows, _ := e.Store.BounceRows(context.Background(), emailtest.List, ""); len(rows) != 0 {
+	if rows, _ := e.Store.BounceRows(context.Background(), stack.List, ""); len(rows) != 0 {
 		t.Errorf("forged bounces recorded against members: %+v", rows)
 	}
 	if evs := e.Events(t, store.EventBounceRefused); len(evs) != 2 {
@@ -246,7 +246,7 @@ func TestVERPMember(t *testing.T) {
 	s := address.VERPSigner{Key: []byte("secret")}
 	other := address.VERPSigner{Key: []byte("other")}
 	ext := func(at time.Time) string {
-		return strings.TrimPrefix(strings.Split(s.VERP(emailtest.List, "Alice@Example.com", "+", at), "@")[0], "test-bounces+")
+		return strings.TrimPrefix(strings.Split(s.VERP(stack.List, "Alice@Example.com", "+", at), "@")[0], "test-bounces+")
 	}
 	signed := ext(now)
 	cases := []struct {
@@ -266,7 +266,7 @@ func TestVERPMember(t *testing.T) {
 		{"garbage", "=@=", s, true, "", address.VERPBad},
 	}
 	for _, c := range cases {
-		m, st := c.signer.Member(emailtest.List, c.ext, c.acceptUnsigned, now)
+		m, st := c.signer.Member(stack.List, c.ext, c.acceptUnsigned, now)
 		if m != c.member || st != c.want {
 			t.Errorf("%s: %q %v, want %q %v", c.name, m, st, c.member, c.want)
 		}
@@ -303,7 +303,7 @@ func TestExpiredVERPIsIgnored(t *testing.T) {
 }
 
 func TestUnrecognizedBounces(t *testing.T) {
-	junk := emailtest.Message("someone@example.net", "test-bounces@lists.example.org", "hello?", "Is this the right address?\n")
+	junk := stack.Message("someone@example.net", "test-bounces@lists.example.org", "hello?", "Is this the right address?\n")
 	t.Run("to the administrators", func(t *testing.T) {
 		e := newEnv(t)
 		row := e.bounceTo(t, "test-bounces@lists.example.org", junk)
@@ -350,7 +350,7 @@ func TestUnrecognizedBounces(t *testing.T) {
 	})
 	t.Run("human reply to a VERP address", func(t *testing.T) {
 		e := newEnv(t)
-		e.bounceTo(t, e.verp("alice@example.com"), emailtest.Message("alice@example.com", "test-bounces@lists.example.org", "Re: hello", "Why do I get this?\n"))
+		e.bounceTo(t, e.verp("alice@example.com"), stack.Message("alice@example.com", "test-bounces@lists.example.org", "Re: hello", "Why do I get this?\n"))
 		if n := len(e.MailTo(t, "owner@example.com")); n != 1 {
 			t.Errorf("owners got %d", n)
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"postlist/commands/emailtest"
+	"postlist/internal/testenv/stack"
 	"postlist/store"
 )
 
@@ -17,7 +17,7 @@ import (
 // addresses, ten address= lines, an address= naming another list of the
 // site, and more requests than the daily cap allows.
 func TestNoAmplificationThroughPostfix(t *testing.T) {
-	s := emailtest.StartStackWith(t, emailtest.StackOptions{
+	s := stack.StartStackWith(t, stack.StackOptions{
 		MaxAutoresponsesPerDay: 3,
 		Lists:                  []string{"other@lists.example.org"},
 		// Postfix's default is exactly 1000; a little room keeps the
@@ -44,7 +44,7 @@ func TestNoAmplificationThroughPostfix(t *testing.T) {
 	processed := func(t *testing.T, msg []byte, n int) []store.IntakeItem {
 		t.Helper()
 		var items []store.IntakeItem
-		emailtest.WaitUntil(t, fmt.Sprintf("%d intake rows are processed", n), wait, func() bool {
+		stack.WaitUntil(t, fmt.Sprintf("%d intake rows are processed", n), wait, func() bool {
 			var err error
 			items, err = s.Store.IntakeByMessageID(ctx, msgID(t, msg))
 			if err != nil {
@@ -69,7 +69,7 @@ func TestNoAmplificationThroughPostfix(t *testing.T) {
 		for i := range to {
 			to[i] = fmt.Sprintf("test-request+%d@lists.example.org", i+1)
 		}
-		msg := emailtest.Message(victim, "test-request@lists.example.org", "echo Buy now at http://spam.example/", "")
+		msg := stack.Message(victim, "test-request@lists.example.org", "echo Buy now at http://spam.example/", "")
 		start := time.Now()
 		s.Send(t, victim, to, msg)
 		items := processed(t, msg, len(to))
@@ -95,7 +95,7 @@ func TestNoAmplificationThroughPostfix(t *testing.T) {
 		for i := 1; i <= 10; i++ {
 			fmt.Fprintf(&body, "join address=v%d@victims.example\n", i)
 		}
-		msg := emailtest.Message("mallory@example.net", "test-request@lists.example.org", "", body.String())
+		msg := stack.Message("mallory@example.net", "test-request@lists.example.org", "", body.String())
 		s.Send(t, "mallory@example.net", []string{"test-request@lists.example.org"}, msg)
 		reply := s.WaitMail(t, "mallory@example.net", "The results of your email commands", wait)
 		if n := bytes.Count(reply.Data, []byte("ignored: only one address= per message")); n != 9 {
@@ -110,7 +110,7 @@ func TestNoAmplificationThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("address= naming another list is refused", func(t *testing.T) {
-		msg := emailtest.Message("mallory@example.net", "test-request@lists.example.org", "", "join address=other@lists.example.org\n")
+		msg := stack.Message("mallory@example.net", "test-request@lists.example.org", "", "join address=other@lists.example.org\n")
 		s.Send(t, "mallory@example.net", []string{"test-request@lists.example.org"}, msg)
 		s.WaitMail(t, "mallory@example.net", "is an address of this site and cannot be subscribed", wait)
 		if n := len(s.MailTo(t, "other@lists.example.org")); n != 0 {
@@ -138,7 +138,7 @@ func TestNoAmplificationThroughPostfix(t *testing.T) {
 		const who = "frank@example.org"
 		var last []byte
 		for i := 1; i <= 4; i++ {
-			msg := emailtest.Message(who, "test-request@lists.example.org", fmt.Sprintf("echo %d", i), "")
+			msg := stack.Message(who, "test-request@lists.example.org", fmt.Sprintf("echo %d", i), "")
 			s.Send(t, who, []string{"test-request@lists.example.org"}, msg)
 			processed(t, msg, 1)
 			if i <= 3 {

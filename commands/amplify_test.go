@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"postlist/commands"
-	"postlist/commands/emailtest"
+	"postlist/internal/testenv/stack"
 	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
@@ -18,7 +18,7 @@ import (
 
 // newCappedEnv is newEnv with a daily cap on automatic mail.
 func newCappedEnv(t *testing.T, cap int) *env {
-	f := emailtest.NewFixture(t)
+	f := stack.NewFixture(t)
 	p := commands.New(commands.Options{Store: f.Store, Log: zaptest.NewLogger(t), Delimiter: "+", SiteOwner: "postmaster@example.com",
 		MaxAutoresponsesPerDay: cap})
 	return &env{Fixture: f, p: p}
@@ -42,7 +42,7 @@ func (e *env) injectMany(t *testing.T, envSender, queue string, msg []byte, rcpt
 		case "unsubscribe":
 			kind = "leave"
 		}
-		rs = append(rs, store.IntakeRecipient{Recipient: r, List: emailtest.List, Kind: kind, Extension: ext})
+		rs = append(rs, store.IntakeRecipient{Recipient: r, List: stack.List, Kind: kind, Extension: ext})
 	}
 	res, err := e.Store.Intake(context.Background(), &store.IntakeMessage{
 		MessageID: message.Parse(msg).Get("Message-ID"), Sender: envSender, QueueID: queue, Body: msg, Recipients: rs,
@@ -93,7 +93,7 @@ func TestOneReplyPerMessage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			msg := emailtest.Message("victim@example.org", "test-request@lists.example.org", tc.subject, "")
+			msg := stack.Message("victim@example.org", "test-request@lists.example.org", tc.subject, "")
 			res := e.injectMany(t, "victim@example.org", "4QUEUE1", msg, tc.rcpts...)
 			e.drain(t)
 			mail := e.MailTo(t, "victim@example.org")
@@ -130,7 +130,7 @@ func TestOneReplyPerMessage(t *testing.T) {
 // processor that starts afresh between them must not answer again.
 func TestOneReplyAcrossTransactionsAndRestarts(t *testing.T) {
 	e := newEnv(t)
-	msg := emailtest.Message("victim@example.org", "test-request@lists.example.org", "echo hi", "")
+	msg := stack.Message("victim@example.org", "test-request@lists.example.org", "echo hi", "")
 	e.injectMany(t, "victim@example.org", "4QUEUE2", msg, rcpts("test-request+%d@lists.example.org", 50)...)
 	e.drain(t)
 	// A restart: a new processor on the same store, and the next
@@ -144,7 +144,7 @@ func TestOneReplyAcrossTransactionsAndRestarts(t *testing.T) {
 		t.Fatalf("200 recipients in 4 transactions gave %d replies, want 1", n)
 	}
 	// Another message from the same sender is answered as usual.
-	e.injectMany(t, "victim@example.org", "4QUEUE3", emailtest.Message("victim@example.org", "test-request@lists.example.org", "echo again", ""),
+	e.injectMany(t, "victim@example.org", "4QUEUE3", stack.Message("victim@example.org", "test-request@lists.example.org", "echo again", ""),
 		"test-request+1@lists.example.org", "test-request+2@lists.example.org")
 	e.drain(t)
 	if n := len(e.MailTo(t, "victim@example.org")); n != 2 {
@@ -187,7 +187,7 @@ func TestNoMembershipOracle(t *testing.T) {
 	}{
 		{"new address", func(*testing.T, *env, string) {}, "confirm"},
 		{"member", func(t *testing.T, e *env, addr string) {
-			if _, err := e.Store.AddMembers(context.Background(), emailtest.List, "member", []store.NewMember{{Address: addr}}, nil); err != nil {
+			if _, err := e.Store.AddMembers(context.Background(), stack.List, "member", []store.NewMember{{Address: addr}}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}, "join-state"},
@@ -198,7 +198,7 @@ func TestNoMembershipOracle(t *testing.T) {
 			}
 		}, "join-state"},
 		{"banned", func(t *testing.T, e *env, addr string) {
-			if err := e.Store.Ban(context.Background(), emailtest.List, addr); err != nil {
+			if err := e.Store.Ban(context.Background(), stack.List, addr); err != nil {
 				t.Fatal(err)
 			}
 		}, ""},
@@ -280,7 +280,7 @@ func TestSiteAddressesRefused(t *testing.T) {
 			if r := only(t, e.MailTo(t, tc.from), 0); !strings.Contains(r.Text(), tc.reply) {
 				t.Errorf("reply lacks %q:\n%s", tc.reply, r.Text())
 			}
-			if ts, err := e.Store.PendingTokens(ctx, emailtest.List); err != nil || len(ts) != 0 {
+			if ts, err := e.Store.PendingTokens(ctx, stack.List); err != nil || len(ts) != 0 {
 				t.Errorf("requests %+v, %v; want none", ts, err)
 			}
 		})
@@ -288,7 +288,7 @@ func TestSiteAddressesRefused(t *testing.T) {
 }
 
 func TestOwnNoticeIsAutomatic(t *testing.T) {
-	m := message.Parse(emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", "", notice.Header+": results"))
+	m := message.Parse(stack.Message("bob@example.net", "test-request@lists.example.org", "help", "", notice.Header+": results"))
 	if why := notice.Automatic(m, "bob@example.net"); !strings.Contains(why, notice.Header) {
 		t.Errorf("Automatic = %q, want the notice mark named", why)
 	}

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"postlist/commands/emailtest"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/stack"
 )
 
 // TestJoinThroughDaemon runs the real `postlist serve` behind a real
@@ -18,12 +18,12 @@ func TestJoinThroughDaemon(t *testing.T) {
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
 		Milter: "inet:" + pl.Milter, ListDomains: []string{"lists.example.org"}, LMTP: "inet:" + pl.LMTP,
 	})
-	pl.Configure(pf.SubmitAddr, "", emailtest.List)
+	pl.Configure(pf.SubmitAddr, "", stack.List)
 	pl.Start()
-	w := emailtest.NewWatch(pf.Sink)
+	w := stack.NewWatch(pf.Sink)
 
 	res := testenv.SendMail(t, pf.SMTPAddr, "bob@example.net", []string{"test-join@lists.example.org"},
-		emailtest.Message("bob@example.net", "test-join@lists.example.org", "", ""))
+		stack.Message("bob@example.net", "test-join@lists.example.org", "", ""))
 	if !res.Data.OK() {
 		t.Fatalf("join refused: %v", res)
 	}
@@ -31,16 +31,16 @@ func TestJoinThroughDaemon(t *testing.T) {
 	addr, _ := confirmAddress(t, req)
 	// The daemon's address index learns the token within a second; until
 	// then the milter refuses the reply at RCPT.
-	emailtest.WaitUntil(t, "the confirmation address is accepted", wait, func() bool {
-		r := testenv.SendMail(t, pf.SMTPAddr, "bob@example.net", []string{addr}, emailtest.Message("bob@example.net", addr, "Re: confirm", "ok\n"))
+	stack.WaitUntil(t, "the confirmation address is accepted", wait, func() bool {
+		r := testenv.SendMail(t, pf.SMTPAddr, "bob@example.net", []string{addr}, stack.Message("bob@example.net", addr, "Re: confirm", "ok\n"))
 		return len(r.Rcpt) == 1 && r.Rcpt[0].OK() && r.Data.OK()
 	})
 	w.WaitMail(t, "bob@example.net", `Welcome to the "Test" mailing list`, wait)
-	if out := pl.CLI("members", "ls", emailtest.List); !strings.Contains(out, "bob@example.net") {
+	if out := pl.CLI("members", "ls", stack.List); !strings.Contains(out, "bob@example.net") {
 		t.Errorf("bob is not listed as a member:\n%s", out)
 	}
 
 	testenv.SendMail(t, pf.SMTPAddr, "carol@example.org", []string{"test-request@lists.example.org"},
-		emailtest.Message("carol@example.org", "test-request@lists.example.org", "help", ""))
+		stack.Message("carol@example.org", "test-request@lists.example.org", "help", ""))
 	w.WaitMail(t, "carol@example.org", "The results of your email commands", 30*time.Second)
 }

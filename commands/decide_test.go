@@ -8,7 +8,7 @@ import (
 
 	"postlist/address"
 	"postlist/commands"
-	"postlist/commands/emailtest"
+	"postlist/internal/testenv/stack"
 	"postlist/store"
 )
 
@@ -25,7 +25,7 @@ func TestDecideRequestRefusals(t *testing.T) {
 		want    error
 	}{
 		{"banned since", func(t *testing.T, e *env) {
-			if err := e.Store.Ban(context.Background(), emailtest.List, "dave@example.net"); err != nil {
+			if err := e.Store.Ban(context.Background(), stack.List, "dave@example.net"); err != nil {
 				t.Fatal(err)
 			}
 		}, store.TokenSubscribe, true, true, commands.ErrRefused},

@@ -10,15 +10,15 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"postlist/commands"
-	"postlist/commands/emailtest"
+	"postlist/internal/testenv/stack"
 	"postlist/store"
 )
 
 // holdPost stores a held post with a held-message token, as the posting
 // pipeline does, and returns the held id and the token.
-func holdPost(t *testing.T, f *emailtest.Fixture) (int64, string) {
+func holdPost(t *testing.T, f *stack.Fixture) (int64, string) {
 	t.Helper()
-	it := f.Inject(t, "stranger@example.net", emailtest.List, emailtest.Message("stranger@example.net", emailtest.List, "held", "hi"))
+	it := f.Inject(t, "stranger@example.net", stack.List, stack.Message("stranger@example.net", stack.List, "held", "hi"))
 	const tok = "0123456789abcdef0123456789abcdef"
 	res, err := f.Store.RecordPost(context.Background(), store.PostDecision{
 		IntakeID: it.ID, ListID: f.List.ID, MessageID: it.MessageID, Action: store.ActionHold,
@@ -50,7 +50,7 @@ func TestConfirmHeldToken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := emailtest.NewFixture(t)
+			f := stack.NewFixture(t)
 			id, tok := holdPost(t, f)
 			type call struct {
 				id    int64

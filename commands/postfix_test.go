@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"postlist/address"
-	"postlist/commands/emailtest"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/stack"
 )
 
 const wait = 60 * time.Second
@@ -40,7 +40,7 @@ func confirmAddress(t *testing.T, e testenv.Envelope) (addr, token string) {
 // sink that stands in for the people's servers. The subtests share one
 // stack and run in order.
 func TestEmailInterfaceThroughPostfix(t *testing.T) {
-	s := emailtest.StartStack(t)
+	s := stack.StartStack(t)
 	smtp := s.Postfix.SMTPAddr
 
 	// confirm replies to a confirmation request the way a mail program
@@ -49,12 +49,12 @@ func TestEmailInterfaceThroughPostfix(t *testing.T) {
 	confirm := func(t *testing.T, who string, req testenv.Envelope) {
 		t.Helper()
 		addr, _ := confirmAddress(t, req)
-		emailtest.WaitUntil(t, "the index knows the token", wait, func() bool { return s.Index.Decide(addr).Accepted() })
-		s.Send(t, who, []string{addr}, emailtest.Message(who, addr, "Re: your confirmation", "Yes.\n\n> confirm ...\n"))
+		stack.WaitUntil(t, "the index knows the token", wait, func() bool { return s.Index.Decide(addr).Accepted() })
+		s.Send(t, who, []string{addr}, stack.Message(who, addr, "Re: your confirmation", "Yes.\n\n> confirm ...\n"))
 	}
 
 	t.Run("join round trip", func(t *testing.T) {
-		s.Send(t, "bob@example.net", []string{"test-join@lists.example.org"}, emailtest.Message("Bob <bob@example.net>", "test-join@lists.example.org", "", ""))
+		s.Send(t, "bob@example.net", []string{"test-join@lists.example.org"}, stack.Message("Bob <bob@example.net>", "test-join@lists.example.org", "", ""))
 		req := s.WaitMail(t, "bob@example.net", "Your confirmation is needed to join", wait)
 		if req.From != "test-bounces@lists.example.org" {
 			t.Errorf("confirmation request's envelope sender %q, want the list's bounce address", req.From)
@@ -68,7 +68,7 @@ func TestEmailInterfaceThroughPostfix(t *testing.T) {
 			t.Fatal("member before confirming")
 		}
 		confirm(t, "bob@example.net", req)
-		emailtest.WaitUntil(t, "bob is a member", wait, func() bool { return s.IsMember(t, "bob@example.net") })
+		stack.WaitUntil(t, "bob is a member", wait, func() bool { return s.IsMember(t, "bob@example.net") })
 		welcome := s.WaitMail(t, "bob@example.net", `Welcome to the "Test" mailing list`, wait)
 		if welcome.From != "test-bounces@lists.example.org" {
 			t.Errorf("welcome envelope sender %q", welcome.From)
@@ -76,15 +76,15 @@ func TestEmailInterfaceThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("leave round trip", func(t *testing.T) {
-		s.Send(t, "bob@example.net", []string{"test-leave@lists.example.org"}, emailtest.Message("bob@example.net", "test-leave@lists.example.org", "", ""))
+		s.Send(t, "bob@example.net", []string{"test-leave@lists.example.org"}, stack.Message("bob@example.net", "test-leave@lists.example.org", "", ""))
 		req := s.WaitMail(t, "bob@example.net", "Your confirmation is needed to leave", wait)
 		confirm(t, "bob@example.net", req)
-		emailtest.WaitUntil(t, "bob has left", wait, func() bool { return !s.IsMember(t, "bob@example.net") })
+		stack.WaitUntil(t, "bob has left", wait, func() bool { return !s.IsMember(t, "bob@example.net") })
 		s.WaitMail(t, "bob@example.net", "You have been unsubscribed from the Test mailing list", wait)
 	})
 
 	t.Run("help reply", func(t *testing.T) {
-		s.Send(t, "carol@example.org", []string{"test-request@lists.example.org"}, emailtest.Message("carol@example.org", "test-request@lists.example.org", "help", "thanks\n"))
+		s.Send(t, "carol@example.org", []string{"test-request@lists.example.org"}, stack.Message("carol@example.org", "test-request@lists.example.org", "help", "thanks\n"))
 		r := s.WaitMail(t, "carol@example.org", "The results of your email commands", wait)
 		for _, want := range []string{"> help", "join         - Join this mailing list", "No such command: thanks", "- Done."} {
 			if !bytes.Contains(r.Data, []byte(want)) {
@@ -94,7 +94,7 @@ func TestEmailInterfaceThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("auto-submitted command mail gets no reply", func(t *testing.T) {
-		auto := emailtest.Message("dave@example.org", "test-request@lists.example.org", "help", "join\n", "Auto-Submitted: auto-replied")
+		auto := stack.Message("dave@example.org", "test-request@lists.example.org", "help", "join\n", "Auto-Submitted: auto-replied")
 		s.Send(t, "dave@example.org", []string{"test-request@lists.example.org"}, auto)
 		rows := s.WaitProcessed(t, msgID(t, auto), wait)
 		if len(rows) != 1 || !strings.HasPrefix(rows[0].Result, "ignored, no reply") {
@@ -105,7 +105,7 @@ func TestEmailInterfaceThroughPostfix(t *testing.T) {
 		}
 		// Mail is processed in order: once a later request from the same
 		// address is answered, an answer to the first would have come too.
-		s.Send(t, "dave@example.org", []string{"test-request@lists.example.org"}, emailtest.Message("dave@example.org", "test-request@lists.example.org", "echo hi", ""))
+		s.Send(t, "dave@example.org", []string{"test-request@lists.example.org"}, stack.Message("dave@example.org", "test-request@lists.example.org", "echo hi", ""))
 		s.WaitMail(t, "dave@example.org", "The results of your email commands", wait)
 		n := 0
 		for _, e := range s.Sink.Envelopes() {
@@ -121,7 +121,7 @@ func TestEmailInterfaceThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("owner mail forwarded", func(t *testing.T) {
-		s.Send(t, "erin@example.org", []string{"test-owner@lists.example.org"}, emailtest.Message("erin@example.org", "test-owner@lists.example.org", "a question for the owners", "Hello.\n"))
+		s.Send(t, "erin@example.org", []string{"test-owner@lists.example.org"}, stack.Message("erin@example.org", "test-owner@lists.example.org", "a question for the owners", "Hello.\n"))
 		for _, admin := range []string{"owner@example.com", "mod@example.com"} {
 			e := s.WaitMail(t, admin, "a question for the owners", wait)
 			if e.From != "test-bounces@lists.example.org" {

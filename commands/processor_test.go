@@ -9,19 +9,19 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"postlist/commands"
-	"postlist/commands/emailtest"
+	"postlist/internal/testenv/stack"
 	"postlist/notice"
 	"postlist/store"
 )
 
 // env is a fixture with a Processor that a test runs by hand.
 type env struct {
-	*emailtest.Fixture
+	*stack.Fixture
 	p *commands.Processor
 }
 
 func newEnv(t *testing.T) *env {
-	f := emailtest.NewFixture(t)
+	f := stack.NewFixture(t)
 	p := commands.New(commands.Options{Store: f.Store, Log: zaptest.NewLogger(t), Delimiter: "+", SiteOwner: "postmaster@example.com"})
 	return &env{Fixture: f, p: p}
 }
@@ -42,11 +42,11 @@ func (e *env) run(t *testing.T, it store.IntakeItem) store.IntakeItem {
 // send injects a message to rcpt and processes it.
 func (e *env) send(t *testing.T, from, rcpt, subject, body string, extra ...string) store.IntakeItem {
 	t.Helper()
-	return e.run(t, e.Inject(t, from, rcpt, emailtest.Message(from, rcpt, subject, body, extra...)))
+	return e.run(t, e.Inject(t, from, rcpt, stack.Message(from, rcpt, subject, body, extra...)))
 }
 
 // only returns the single message queued to rcpt since skip messages.
-func only(t *testing.T, ms []emailtest.Mail, skip int) emailtest.Mail {
+func only(t *testing.T, ms []stack.Mail, skip int) stack.Mail {
 	t.Helper()
 	if len(ms) != skip+1 {
 		var subjects []string
@@ -59,7 +59,7 @@ func only(t *testing.T, ms []emailtest.Mail, skip int) emailtest.Mail {
 }
 
 // checkRobotMarks checks what every message postlist writes must carry.
-func checkRobotMarks(t *testing.T, m emailtest.Mail, kind, auto string) {
+func checkRobotMarks(t *testing.T, m stack.Mail, kind, auto string) {
 	t.Helper()
 	if m.EnvelopeFrom != "test-bounces@lists.example.org" {
 		t.Errorf("%s: envelope sender %q, want the list's bounce address", kind, m.EnvelopeFrom)
@@ -82,7 +82,7 @@ func TestJoinConfirmWelcome(t *testing.T) {
 	}
 	conf := only(t, e.MailTo(t, "bob@example.net"), 0)
 	checkRobotMarks(t, conf, "confirm", "auto-replied")
-	token := emailtest.ConfirmToken(t, conf)
+	token := stack.ConfirmToken(t, conf)
 	if from := conf.Get("From"); from != "test-confirm+"+token+"@lists.example.org" {
 		t.Errorf("From %q", from)
 	}
@@ -141,7 +141,7 @@ func TestConfirmBySubjectAndByRequest(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.send(t, "bob@example.net", "test-subscribe@lists.example.org", "", "")
-			tok := emailtest.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
+			tok := stack.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
 			e.send(t, "bob@example.net", c.rcpt, c.subject(tok), c.body(tok))
 			if !e.IsMember(t, "bob@example.net") {
 				t.Fatal("not a member")
@@ -153,7 +153,7 @@ func TestConfirmBySubjectAndByRequest(t *testing.T) {
 func TestExpiredTokenDoesNotMatch(t *testing.T) {
 	e := newEnv(t)
 	e.send(t, "bob@example.net", "test-join@lists.example.org", "", "")
-	tok := emailtest.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
+	tok := stack.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
 	e.Clock.Add(commands.DefaultTokenLifetime + time.Minute)
 	e.send(t, "bob@example.net", "test-confirm+"+tok+"@lists.example.org", "Re: confirm", "")
 	if e.IsMember(t, "bob@example.net") {
@@ -175,7 +175,7 @@ func TestJoinRefusals(t *testing.T) {
 		{"closed list", func(t *testing.T, e *env) { e.Set(t, "subscription_policy", "closed") },
 			"bob@example.net", "does not accept subscription requests", false},
 		{"banned", func(t *testing.T, e *env) {
-			if err := e.Store.Ban(context.Background(), emailtest.List, "^.*@example\\.net$"); err != nil {
+			if err := e.Store.Ban(context.Background(), stack.List, "^.*@example\\.net$"); err != nil {
 				t.Fatal(err)
 			}
 		}, "bob@example.net", "may not subscribe", false},
@@ -217,7 +217,7 @@ func TestLeave(t *testing.T) {
 		if !e.IsMember(t, "alice@example.com") {
 			t.Fatal("removed before confirming")
 		}
-		e.send(t, "alice@example.com", "test-confirm+"+emailtest.ConfirmToken(t, conf)+"@lists.example.org", "Re: leave", "")
+		e.send(t, "alice@example.com", "test-confirm+"+stack.ConfirmToken(t, conf)+"@lists.example.org", "Re: leave", "")
 		if e.IsMember(t, "alice@example.com") {
 			t.Fatal("still a member after confirming")
 		}
@@ -257,7 +257,7 @@ func TestModeratedSubscription(t *testing.T) {
 			e := newEnv(t)
 			e.Set(t, "subscription_policy", policy)
 			e.send(t, "bob@example.net", "test-join@lists.example.org", "", "")
-			tok := emailtest.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
+			tok := stack.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
 			e.send(t, "bob@example.net", "test-confirm+"+tok+"@lists.example.org", "Re: confirm", "")
 			if e.IsMember(t, "bob@example.net") {
 				t.Fatal("member without a moderator's approval")
@@ -269,7 +269,7 @@ func TestModeratedSubscription(t *testing.T) {
 			if got := req.To; len(got) != 2 {
 				t.Errorf("moderation request to %v, want owner and moderator", got)
 			}
-			modTok := emailtest.ConfirmToken(t, req)
+			modTok := stack.ConfirmToken(t, req)
 			if modTok == tok || !strings.Contains(req.Get("Subject"), "bob@example.net") {
 				t.Errorf("moderation request: token reused or Subject %q", req.Get("Subject"))
 			}
@@ -335,7 +335,7 @@ func TestAutomaticMailGetsNoReply(t *testing.T) {
 		{"mailer daemon", "MAILER-DAEMON@example.net", "test-join@lists.example.org", nil},
 		{"another list's bounces", "other-bounces+bob=example.net@lists.example.com", "test-request@lists.example.org", nil},
 	}
-	ownMail := emailtest.Message("test@lists.example.org", "test-request@lists.example.org", "help", "help\n")
+	ownMail := stack.Message("test@lists.example.org", "test-request@lists.example.org", "help", "help\n")
 	e0 := newEnv(t)
 	if row := e0.run(t, e0.Inject(t, "test@lists.example.org", "test-request@lists.example.org", ownMail)); !strings.Contains(row.Result, "list's own address") || len(e0.Outbox(t)) != 0 {
 		t.Errorf("mail from the list itself: %q, %d message(s)", row.Result, len(e0.Outbox(t)))
@@ -347,7 +347,7 @@ func TestAutomaticMailGetsNoReply(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
-			msg := emailtest.Message("bob@example.net", c.rcpt, "help", "help\njoin\n", c.extra...)
+			msg := stack.Message("bob@example.net", c.rcpt, "help", "help\njoin\n", c.extra...)
 			row := e.run(t, e.Inject(t, c.envSender, c.rcpt, msg))
 			if !strings.HasPrefix(row.Result, "ignored, no reply: automatic mail") {
 				t.Errorf("result %q", row.Result)
@@ -360,7 +360,7 @@ func TestAutomaticMailGetsNoReply(t *testing.T) {
 	// A vacation reply to a confirmation request must not confirm it.
 	e := newEnv(t)
 	e.send(t, "bob@example.net", "test-join@lists.example.org", "", "")
-	tok := emailtest.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
+	tok := stack.ConfirmToken(t, only(t, e.MailTo(t, "bob@example.net"), 0))
 	e.send(t, "bob@example.net", "test-confirm+"+tok+"@lists.example.org", "Out of office", "I am away.", "Auto-Submitted: auto-replied")
 	if e.IsMember(t, "bob@example.net") {
 		t.Fatal("an autoresponder confirmed the subscription")
@@ -369,7 +369,7 @@ func TestAutomaticMailGetsNoReply(t *testing.T) {
 
 func TestOwnerMailForwarded(t *testing.T) {
 	e := newEnv(t)
-	it := e.Inject(t, "bob@example.net", "test-owner@lists.example.org", emailtest.Message("bob@example.net", "test-owner@lists.example.org", "hi", "Hello owners."))
+	it := e.Inject(t, "bob@example.net", "test-owner@lists.example.org", stack.Message("bob@example.net", "test-owner@lists.example.org", "hi", "Hello owners."))
 	row := e.run(t, it)
 	out := e.Outbox(t)
 	if len(out) != 1 || out[0].ID != it.MessageID {
@@ -384,10 +384,10 @@ func TestOwnerMailForwarded(t *testing.T) {
 	}
 
 	// Without owners or moderators, the site owner gets it.
-	if _, err := e.Store.RemoveMembers(context.Background(), emailtest.List, "owner", []string{"owner@example.com"}); err != nil {
+	if _, err := e.Store.RemoveMembers(context.Background(), stack.List, "owner", []string{"owner@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Store.RemoveMembers(context.Background(), emailtest.List, "moderator", []string{"mod@example.com"}); err != nil {
+	if _, err := e.Store.RemoveMembers(context.Background(), stack.List, "moderator", []string{"mod@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	e.send(t, "bob@example.net", "test-owner@lists.example.org", "again", "Anyone?")
@@ -399,7 +399,7 @@ func TestOwnerMailForwarded(t *testing.T) {
 func TestNoHeaderInjectionFromDisplayName(t *testing.T) {
 	e := newEnv(t)
 	from := "=?utf-8?q?Evil=0D=0ABcc=3A_victim=40example.org?= <bob@example.net>"
-	e.run(t, e.Inject(t, "bob@example.net", "test-join@lists.example.org", emailtest.Message(from, "test-join@lists.example.org", "", "")))
+	e.run(t, e.Inject(t, "bob@example.net", "test-join@lists.example.org", stack.Message(from, "test-join@lists.example.org", "", "")))
 	conf := only(t, e.MailTo(t, "bob@example.net"), 0)
 	if conf.Msg.Has("Bcc") {
 		t.Fatalf("a display name injected a header field:\n%s", conf.Body)

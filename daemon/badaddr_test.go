@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"database/sql"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -63,24 +64,17 @@ func TestBadMemberFailsAlone(t *testing.T) {
 	}
 
 	var state, reply string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.WaitForWhy(t, 30*time.Second, "the delivery to "+bad+" fails", func() (bool, string) {
 		err := db.QueryRow(`SELECT state, coalesce(last_reply, '') FROM deliveries WHERE recipient = ?`, bad).Scan(&state, &reply)
-		if err == nil && state == "failed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delivery to %s: state %q reply %q (%v), want failed", bad, state, reply, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && state == "failed", fmt.Sprintf("state %q reply %q (%v)", state, reply, err)
+	})
 	if !strings.Contains(reply, "needs quotes") {
 		t.Errorf("delivery to %s failed with %q, want the reason", bad, reply)
 	}
 	// The sink has every copy before the deliverer commits its outcomes
 	// (they are flushed together), so the counts are polled.
 	var sent, events, bounces, failedIntake int
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	testenv.WaitForWhy(t, 30*time.Second, "the outcomes are committed", func() (bool, string) {
 		for _, q := range []struct {
 			dst  *int
 			text string
@@ -95,15 +89,10 @@ func TestBadMemberFailsAlone(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if sent == 3 && events == 1 && bounces == 1 && failedIntake == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sent %d (want 3), delivery_failed events %d (want 1), bounces %d (want 1), failed intake rows %d (want 0)",
+		return sent == 3 && events == 1 && bounces == 1 && failedIntake == 0,
+			fmt.Sprintf("sent %d (want 3), delivery_failed events %d (want 1), bounces %d (want 1), failed intake rows %d (want 0)",
 				sent, events, bounces, failedIntake)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	})
 	if strings.Contains(pl.Log(), "giving up") {
 		t.Errorf("the post was given up:\n%s", pl.LogTail())
 	}

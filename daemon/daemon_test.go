@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -135,17 +134,10 @@ func TestServeRefusesBusyPort(t *testing.T) {
 	}
 }
 
+// waitFor waits until a line of the daemon's log contains what.
 func waitFor(t *testing.T, log *lockedBuffer, what string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		sc := bufio.NewScanner(strings.NewReader(log.String()))
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), what) {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Eventually(timeout, func() bool { return strings.Contains(log.String(), what) }) {
+		t.Fatalf("no %q in log after %v:\n%s", what, timeout, log.String())
 	}
-	t.Fatalf("no %q in log after %v:\n%s", what, timeout, log.String())
 }

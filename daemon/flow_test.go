@@ -19,7 +19,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"postlist/internal/testenv"
-	"postlist/store"
+	"postlist/internal/testenv/storetest"
 )
 
 const (
@@ -85,17 +85,12 @@ func copiesOf(envs []testenv.Envelope, subject string) map[string]testenv.Envelo
 
 func waitCopies(t *testing.T, sink *testenv.Sink, subject string, n int, timeout time.Duration) map[string]testenv.Envelope {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := copiesOf(sink.Envelopes(), subject)
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d copies of %q at the sink after %v, want %d", len(got), subject, timeout, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var got map[string]testenv.Envelope
+	testenv.WaitForWhy(t, timeout, fmt.Sprintf("%d copies of %q are at the sink", n, subject), func() (bool, string) {
+		got = copiesOf(sink.Envelopes(), subject)
+		return len(got) >= n, fmt.Sprintf("%d there", len(got))
+	})
+	return got
 }
 
 func TestMemberPostReachesEveryMember(t *testing.T) {
@@ -103,11 +98,7 @@ func TestMemberPostReachesEveryMember(t *testing.T) {
 	send(t, s, "alice@example.com", "first post")
 	copies := waitCopies(t, s.pf.Sink, "first post", 3, 60*time.Second)
 	// Return paths are signed with the site's key, kept in the database.
-	st, err := store.Open(context.Background(), s.pl.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.OpenPath(t, s.pl.DB)
 	signer, err := st.VERPSigner(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -154,15 +145,13 @@ func TestNonMemberPostHeldThenApproved(t *testing.T) {
 		ID     int64  `json:"id"`
 		Sender string `json:"sender"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(held) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("post never held:\n%s", s.pl.LogTail())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Eventually(30*time.Second, func() bool {
 		if err := json.Unmarshal([]byte(s.pl.CLI("--json", "held", "ls", list)), &held); err != nil {
 			t.Fatal(err)
 		}
+		return len(held) > 0
+	}) {
+		t.Fatalf("post never held:\n%s", s.pl.LogTail())
 	}
 	if held[0].Sender != "stranger@example.net" {
 		t.Errorf("held = %+v", held)
@@ -199,13 +188,11 @@ func TestHeldPostApprovedByMail(t *testing.T) {
 	reply := "From: Owner <owner@example.com>\r\nTo: " + m[1] + "\r\nSubject: Re: held post\r\n\r\nApproved: s3cret\r\n\r\n> the notice\r\n"
 	// The notice can arrive before the milter's index has seen the new
 	// token (it polls the database); a moderator is never that fast.
-	deadline := time.Now().Add(15 * time.Second)
-	res := testenv.SendMail(t, s.pf.SMTPAddr, "owner@example.com", []string{m[1]}, []byte(reply))
-	for !res.Data.OK() && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	var res testenv.SendResult
+	if !testenv.Eventually(15*time.Second, func() bool {
 		res = testenv.SendMail(t, s.pf.SMTPAddr, "owner@example.com", []string{m[1]}, []byte(reply))
-	}
-	if !res.Data.OK() {
+		return res.Data.OK()
+	}) {
 		t.Fatalf("reply to the hold notice: %v", res)
 	}
 	// A forged token is refused while the sender is connected.
@@ -245,24 +232,16 @@ func TestOversizedPost(t *testing.T) {
 		return testenv.SendMail(t, s.pf.SMTPAddr, "alice@example.com", []string{list}, msg)
 	}
 	// The index takes a moment to see the CLI's change.
-	deadline := time.Now().Add(15 * time.Second)
-	res := refused()
-	for res.Data.OK() && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-		res = refused()
-	}
+	var res testenv.SendResult
+	testenv.Eventually(15*time.Second, func() bool { res = refused(); return !res.Data.OK() })
 	if res.Data.Code != 552 || res.Data.EnhancedCode != (smtp.EnhancedCode{5, 3, 4}) {
 		t.Fatalf("oversized post: %v, want 552 5.3.4", res)
 	}
 
 	s.pl.CLI("lists", "set", list, "oversize_action", "hold")
 	msg = msgWith("big post")
-	deadline = time.Now().Add(15 * time.Second)
-	for res = refused(); !res.Data.OK(); res = refused() {
-		if time.Now().After(deadline) {
-			t.Fatalf("oversized post on a holding list: %v, want 250", res)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !testenv.Eventually(15*time.Second, func() bool { res = refused(); return res.Data.OK() }) {
+		t.Fatalf("oversized post on a holding list: %v, want 250", res)
 	}
 	type heldPost struct {
 		ID      int64  `json:"id"`
@@ -270,11 +249,7 @@ func TestOversizedPost(t *testing.T) {
 		Subject string `json:"subject"`
 	}
 	var held []heldPost
-	for deadline = time.Now().Add(30 * time.Second); len(held) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("oversized post never held:\n%s", s.pl.LogTail())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Eventually(30*time.Second, func() bool {
 		var all []heldPost
 		if err := json.Unmarshal([]byte(s.pl.CLI("--json", "held", "ls", list)), &all); err != nil {
 			t.Fatal(err)
@@ -285,6 +260,9 @@ func TestOversizedPost(t *testing.T) {
 				held = append(held, h)
 			}
 		}
+		return len(held) > 0
+	}) {
+		t.Fatalf("oversized post never held:\n%s", s.pl.LogTail())
 	}
 	if len(held) != 1 || !strings.Contains(held[0].Reason, "more than the list's limit of 1 KiB") {
 		t.Errorf("held = %+v, want one post held for its size", held)
@@ -322,14 +300,13 @@ func TestSmartHostFaults(t *testing.T) {
 	if _, ok := copies["carol@example.net"]; ok {
 		t.Error("carol's 550 was recorded as a delivery")
 	}
-	out := s.pl.CLI("--json", "queue", "ls", "--all")
-	deadline := time.Now().Add(20 * time.Second)
-	for !regexp.MustCompile(`"failed": 1\b`).MatchString(out) {
-		if time.Now().After(deadline) {
-			t.Fatalf("queue never shows carol failed:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	failed := regexp.MustCompile(`"failed": 1\b`)
+	var out string
+	if !testenv.Eventually(20*time.Second, func() bool {
 		out = s.pl.CLI("--json", "queue", "ls", "--all")
+		return failed.MatchString(out)
+	}) {
+		t.Fatalf("queue never shows carol failed:\n%s", out)
 	}
 	if !strings.Contains(out, "550 5.1.1 no such user") {
 		t.Errorf("queue does not keep the 550 reply:\n%s", out)

@@ -99,18 +99,11 @@ func TestSocketmapRoutesLive(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	pl.CLI("members", "add", fresh, "carol@example.net")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.WaitForWhy(t, 5*time.Second, "a post to the new list is accepted", func() (bool, string) {
 		res := testenv.SendMail(t, pf.SMTPAddr, "carol@example.net", []string{fresh},
 			[]byte("From: carol@example.net\r\nTo: "+fresh+"\r\nSubject: fresh post\r\nMessage-ID: <fresh@example.net>\r\n\r\nhi\r\n"))
-		if res.Data.OK() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("post to the new list not accepted: %v", res)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return res.Data.OK(), fmt.Sprint(res)
+	})
 	waitCopies(t, pf.Sink, "fresh post", 1, 60*time.Second)
 }
 
@@ -199,19 +192,13 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	// Outcomes are counted once committed, shortly after the smart
 	// host's 250: wait until nothing is pending.
 	var m map[string]float64
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.WaitForWhy(t, 20*time.Second, "no work is pending in /metrics", func() (bool, string) {
 		m = scrape(t, s.pl.HTTP)
 		pending := m[`postlist_queue_deliveries{state="queued"}`] + m[`postlist_queue_deliveries{state="sending"}`] +
 			m[`postlist_queue_deliveries{state="deferred"}`] + m[`postlist_intake_pending`]
-		if pending == 0 && m[`postlist_deliveries_total{outcome="sent"}`] >= 6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("work still pending in /metrics: pending %v, sent %v", pending, m[`postlist_deliveries_total{outcome="sent"}`])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return pending == 0 && m[`postlist_deliveries_total{outcome="sent"}`] >= 6,
+			fmt.Sprintf("pending %v, sent %v", pending, m[`postlist_deliveries_total{outcome="sent"}`])
+	})
 
 	// Every message at the sink came from postlist's deliverer (the
 	// test sends to list addresses only): six copies of the posts and

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,8 +16,8 @@ import (
 
 	"postlist/config"
 	"postlist/index"
+	"postlist/internal/testenv/storetest"
 	"postlist/pipeline"
-	"postlist/store"
 )
 
 // startHTTP serves the real HTTP mux (a loaded index, a real database) on
@@ -28,11 +27,7 @@ import (
 func startHTTP(t *testing.T, lim config.HTTP) (addr string, bodies chan error) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	ix, err := index.Load(ctx, st, "+", zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

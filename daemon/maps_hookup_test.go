@@ -65,17 +65,10 @@ func TestRegeneratedMapsReachPostfix(t *testing.T) {
 	pl.CLI("lists", "create", fresh)
 	pl.CLI("members", "add", fresh, "carol@example.net")
 
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.WaitForWhy(t, 10*time.Second, "Postfix accepts the new list after its maps were replaced", func() (bool, string) {
 		err := rcptOnly(pf.SMTPAddr, fresh)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Postfix still refuses the new list 10 s after its maps were replaced: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprintf("RCPT: %v", err)
+	})
 	if !regexp.MustCompile(`postfix_(lmtp|domains)\(.*\) has changed -- restarting`).MatchString(pf.Log()) {
 		t.Error("Postfix log does not show a daemon noticing the replaced maps")
 	}
@@ -84,12 +77,9 @@ func TestRegeneratedMapsReachPostfix(t *testing.T) {
 	// postlist's own index picks the list up within its poll interval;
 	// the post must not race that, this test is about Postfix's side.
 	indexed := regexp.MustCompile(`"index reloaded".*"lists":2,"members":2`)
-	for deadline := time.Now().Add(10 * time.Second); !indexed.MatchString(pl.Log()); {
-		if time.Now().After(deadline) {
-			t.Fatal("postlist's index did not load the new list and its member")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "postlist's index loads the new list and its member", func() bool {
+		return indexed.MatchString(pl.Log())
+	})
 	res := testenv.SendMail(t, pf.SMTPAddr, "carol@example.net", []string{fresh},
 		[]byte("From: carol@example.net\r\nTo: "+fresh+"\r\nSubject: after reload\r\nMessage-ID: <after-reload@example.net>\r\n\r\nhi\r\n"))
 	if !res.Data.OK() {

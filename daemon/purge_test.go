@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"context"
-	"path/filepath"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -25,11 +27,7 @@ func shortPurgeSchedule(t *testing.T) {
 // written, so that they are old when the clock is set back to now.
 func purgeStore(t *testing.T) (*store.Store, *atomic.Int64) {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	var ago atomic.Int64
 	st.Now = func() time.Time { return time.Now().Add(-time.Duration(ago.Load())) }
 	return st, &ago
@@ -112,17 +110,12 @@ func startPurger(t *testing.T, p purger) (stop func() error) {
 
 func waitLogs(t *testing.T, logs *observer.ObservedLogs, msg string, n int) []observer.LoggedEntry {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := logs.FilterMessage(msg).All()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d %q log line(s) after 10s, want %d; log: %v", len(got), msg, n, logs.All())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var got []observer.LoggedEntry
+	testenv.WaitForWhy(t, 10*time.Second, fmt.Sprintf("%d %q log line(s) are written", n, msg), func() (bool, string) {
+		got = logs.FilterMessage(msg).All()
+		return len(got) >= n, fmt.Sprintf("%d there; log: %v", len(got), logs.All())
+	})
+	return got
 }
 
 func TestPurgerRunsOnScheduleAndStops(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"postlist/address"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -78,7 +79,7 @@ func TestUndeliverableRowsFailAlone(t *testing.T) {
 	}
 	for _, verp := range []bool{true, false} {
 		t.Run(fmt.Sprintf("verp=%v", verp), func(t *testing.T) {
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			sink := testenv.StartSink(t)
 			good := members(6)
 			rcpts := append([]string(nil), good...)
@@ -156,7 +157,7 @@ func TestSmartHostRefusalFailsAlone(t *testing.T) {
 				ext = append(ext, "PIPELINING")
 			}
 			srv := startScripted(t, ext, respond)
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			good := members(4)
 			rcpts := []string{good[0], rcptBad, good[1], fromBad, good[2], good[3]}
 			msg := queue(t, st, l, rcpts, true)
@@ -208,7 +209,7 @@ func TestSmartHostRefusalFailsAlone(t *testing.T) {
 // one member (Render says ErrRecipient) fails that member at once, with an
 // event and an unscored bounce, and the others get theirs.
 func TestRenderRecipientErrorFailsAlone(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	const bad = "cannot.render@example.com"
 	rcpts := append(members(3), bad)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -47,17 +47,8 @@ func TestCrashChild(t *testing.T) {
 // rows that were in flight (claimed, outcome not yet committed) can arrive
 // twice.
 func TestCrashMidFanOut(t *testing.T) {
-	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "postlist.db")
-	st, err := store.Open(context.Background(), dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	l, err := st.CreateList(context.Background(), testList)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, l := storetest.OpenList(t, testList)
+	dbPath := st.Path()
 	sink := testenv.StartSink(t)
 	sink.SetDataHook(func(testenv.Envelope) *smtp.SMTPError {
 		time.Sleep(time.Millisecond) // pacing, so that the kill lands mid fan-out

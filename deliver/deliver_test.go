@@ -15,11 +15,12 @@ import (
 
 	"postlist/address"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
 func TestPersonalizedDeliveryUsesVERPAndReusesConnections(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	px := startProxy(t, sink.Addr)
 	rcpts := members(30)
@@ -88,7 +89,7 @@ func TestReplyOutcomes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			sink := testenv.StartSink(t)
 			const bad = "bob@example.org"
 			sink.SetRcptHook(func(_, to string) *smtp.SMTPError {
@@ -136,7 +137,7 @@ func TestReplyOutcomes(t *testing.T) {
 }
 
 func TestTemporaryFailureIsRetriedWithBackoff(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	const slow = "slow@example.net"
 	var mu sync.Mutex
@@ -222,7 +223,7 @@ func TestLostConnectionDefers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			sink := testenv.StartSink(t)
 			px := startProxy(t, sink.Addr)
 			release := tc.setup(t, sink, px)
@@ -264,7 +265,7 @@ func TestMaxSessionsPerConnection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("limit %d", tc.limit), func(t *testing.T) {
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			sink := testenv.StartSink(t)
 			px := startProxy(t, sink.Addr)
 			msg := queue(t, st, l, members(tc.members), true)
@@ -281,7 +282,7 @@ func TestMaxSessionsPerConnection(t *testing.T) {
 }
 
 func TestBulkGroupsByDomain(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	rcpts := []string{"a1@a.example", "b1@b.example", "a2@a.example", "a3@A.example", "refused@b.example", "a4@a.example", "a5@a.example", "b2@b.example"}
 	sink.SetRcptHook(func(_, to string) *smtp.SMTPError {
@@ -329,7 +330,7 @@ func TestBulkGroupsByDomain(t *testing.T) {
 }
 
 func TestStartupRequeuesRowsLeftSending(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	rcpts := members(10)
 	msg := queue(t, st, l, rcpts, true)
@@ -352,7 +353,7 @@ func TestStartupRequeuesRowsLeftSending(t *testing.T) {
 // fan-out: what was sent is recorded sent, what was not started goes back
 // to queued, and nothing is left sending.
 func TestShutdownHandsBackUnstartedRows(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	sink.SetDataHook(func(testenv.Envelope) *smtp.SMTPError {
 		time.Sleep(5 * time.Millisecond) // pacing, so that the stop lands mid fan-out
@@ -395,7 +396,7 @@ func TestShutdownHandsBackUnstartedRows(t *testing.T) {
 // TestShutdownIsBounded stops a deliverer whose transaction hangs: Run must
 // return after ShutdownTimeout, with that row deferred, not sending.
 func TestShutdownIsBounded(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	release := make(chan struct{})
 	defer close(release)
@@ -469,7 +470,7 @@ func TestRenderBuildsEachMessage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			sink := testenv.StartSink(t)
 			rcpts := members(4)
 			msg := queue(t, st, l, rcpts, true)
@@ -499,7 +500,7 @@ func TestRenderBuildsEachMessage(t *testing.T) {
 // deferred like any local failure, and the deliverer goes on with the
 // others instead of taking the daemon down.
 func TestRenderPanicDefers(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	const bad = "bad@example.com"
 	rcpts := append(members(3), bad)
@@ -526,7 +527,7 @@ func TestRenderPanicDefers(t *testing.T) {
 }
 
 func TestRetryPeriodExpiryFails(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	sink.SetRcptHook(func(string, string) *smtp.SMTPError {
 		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy"}
@@ -537,7 +538,7 @@ func TestRetryPeriodExpiryFails(t *testing.T) {
 	o.RetryPeriod = 400 * time.Millisecond
 	start(t, o)
 	var row store.DeliveryInfo
-	waitUntil(t, 10*time.Second, func() (bool, string) {
+	testenv.WaitForWhy(t, 10*time.Second, "the busy row fails", func() (bool, string) {
 		row = rowsOf(t, st, msg)["busy@example.com"]
 		return row.State == store.DeliveryFailed, fmt.Sprintf("row %+v", row)
 	})
@@ -556,7 +557,7 @@ func TestRetryPeriodExpiryFails(t *testing.T) {
 }
 
 func TestSmartHostDownDefersWithoutBounces(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	msg := queue(t, st, l, members(3), true)
 	o := testOptions(t, st, testenv.FreeAddr(t)) // nothing listens there
 	start(t, o)
@@ -572,7 +573,7 @@ func TestSmartHostDownDefersWithoutBounces(t *testing.T) {
 }
 
 func TestNoGoroutineLeak(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	sink := testenv.StartSink(t)
 	msg := queue(t, st, l, members(20), true)
 	runtime.GC()
@@ -581,14 +582,14 @@ func TestNoGoroutineLeak(t *testing.T) {
 	allSent(t, st, msg, 10*time.Second)
 	d.stop(t)
 	var after int
-	waitUntil(t, 5*time.Second, func() (bool, string) {
+	testenv.WaitForWhy(t, 5*time.Second, "the goroutines Run started are gone", func() (bool, string) {
 		after = runtime.NumGoroutine()
 		return after <= before, fmt.Sprintf("%d goroutines before Run, %d after it returned", before, after)
 	})
 }
 
 func TestRunTwiceIsRefused(t *testing.T) {
-	st, _ := openStore(t)
+	st, _ := storetest.OpenList(t, testList)
 	d := New(testOptions(t, st, testenv.FreeAddr(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

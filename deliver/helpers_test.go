@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,21 +23,6 @@ const testList = "test@lists.example.org"
 
 // testMessage is what the tests send; dot-stuffing and CRLF are exercised.
 var testMessage = []byte("Message-ID: <post1@example.com>\r\nFrom: alice@example.com\r\nSubject: hello\r\n\r\nline one\r\n.starts with a dot\r\nlast line\r\n")
-
-// openStore opens a fresh database with the test list in it.
-func openStore(t *testing.T) (*store.Store, *store.List) {
-	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	l, err := st.CreateList(context.Background(), testList)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st, l
-}
 
 // members returns n member addresses spread over a few domains.
 func members(n int) []string {
@@ -127,23 +111,6 @@ func (r *running) stop(t *testing.T) error {
 	return r.err
 }
 
-// waitUntil polls cond until it holds, failing the test with cond's last
-// description after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v: %s", timeout, why)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // rowsOf returns a message's deliveries by recipient.
 func rowsOf(t *testing.T, st *store.Store, msg int64) map[string]store.DeliveryInfo {
 	t.Helper()
@@ -163,7 +130,7 @@ func rowsOf(t *testing.T, st *store.Store, msg int64) map[string]store.DeliveryI
 func settled(t *testing.T, st *store.Store, msg int64, timeout time.Duration) map[string]store.DeliveryInfo {
 	t.Helper()
 	var rows map[string]store.DeliveryInfo
-	waitUntil(t, timeout, func() (bool, string) {
+	testenv.WaitForWhy(t, timeout, "every row had its attempt", func() (bool, string) {
 		rows = rowsOf(t, st, msg)
 		var pending []string
 		for _, d := range rows {
@@ -180,7 +147,7 @@ func settled(t *testing.T, st *store.Store, msg int64, timeout time.Duration) ma
 func allSent(t *testing.T, st *store.Store, msg int64, timeout time.Duration) map[string]store.DeliveryInfo {
 	t.Helper()
 	var rows map[string]store.DeliveryInfo
-	waitUntil(t, timeout, func() (bool, string) {
+	testenv.WaitForWhy(t, timeout, "every row is sent", func() (bool, string) {
 		rows = rowsOf(t, st, msg)
 		var other []string
 		for _, d := range rows {

@@ -8,6 +8,7 @@ import (
 
 	"postlist/address"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -17,7 +18,7 @@ import (
 // the members' domain (here the sink). Every member must arrive once, with
 // the envelope sender that makes its bounces name it.
 func TestThroughPostfix(t *testing.T) {
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{})
 	rcpts := make([]string, 40)
 	for i := range rcpts {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -578,7 +579,7 @@ func TestStaleConnectionIsRetriedOnce(t *testing.T) {
 		}
 		return ""
 	})
-	st, l := openStore(t)
+	st, l := storetest.OpenList(t, testList)
 	queue(t, st, l, []string{"a@example.com", "b@example.com"}, true)
 	d := New(testOptions(t, st, srv.addr))
 	rows, err := st.ClaimDeliveries(context.Background(), 10)

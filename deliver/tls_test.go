@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -181,7 +182,7 @@ func TestTLSAndAuth(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, l := openStore(t)
+			st, l := storetest.OpenList(t, testList)
 			srv := startAuthServer(t, tc.implicitTLS)
 			rcpts := members(3)
 			msg := queue(t, st, l, rcpts, true)

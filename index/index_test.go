@@ -3,7 +3,6 @@ package index_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"postlist/address"
 	"postlist/index"
 	"postlist/index/indextest"
+	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/reply"
 	"postlist/store"
 )
@@ -28,16 +29,7 @@ import (
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for _, l := range []string{"test@lists.example.org", "open@lists.example.org", "foo-owner@lists.example.org"} {
-		if _, err := st.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := storetest.Open(t, "test@lists.example.org", "open@lists.example.org", "foo-owner@lists.example.org")
 	must(t, st.AddAlias(ctx, "alias.example.org", "lists.example.org"))
 	must(t, st.SetListSetting(ctx, "test@lists.example.org", "default_nonmember_action", "reject"))
 	// Mailman's unsigned VERP form, so that the table below can name
@@ -319,7 +311,7 @@ func TestTokensReloadAlone(t *testing.T) {
 	}
 	must(t, st.AddToken(ctx, store.Token{Token: tok, ListID: l.ID, Kind: store.TokenSubscribe, Address: "new@example.com",
 		ExpiresAt: time.Now().Add(time.Hour)}, nil))
-	waitFor(t, 2*time.Second, func() bool { return ix.Decide(confirm).Accepted() })
+	testenv.WaitFor(t, 2*time.Second, "the confirm address is accepted", func() bool { return ix.Decide(confirm).Accepted() })
 	after := ix.Snapshot().Stats()
 	if after.LoadedAt != before.LoadedAt || after.Generation != before.Generation || after.Members != before.Members {
 		t.Errorf("a new token rebuilt the index: %+v -> %+v", before, after)
@@ -332,7 +324,7 @@ func TestTokensReloadAlone(t *testing.T) {
 	// is still known afterwards.
 	_, err = st.AddMembers(ctx, "test@lists.example.org", "member", []store.NewMember{{Address: "zed@example.com"}}, nil)
 	must(t, err)
-	waitFor(t, 2*time.Second, func() bool { return ix.Snapshot().Stats().Generation != before.Generation })
+	testenv.WaitFor(t, 2*time.Second, "the index reloads", func() bool { return ix.Snapshot().Stats().Generation != before.Generation })
 	if !ix.Decide(confirm).Accepted() || !ix.Decide("test-bounces+zed=example.com@lists.example.org").Accepted() {
 		t.Error("after a rebuild the token or the new member is unknown")
 	}
@@ -347,29 +339,27 @@ func TestRunPicksUpChangesWithinOneSecond(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// Before the first tick the index is not loaded; Run must load it.
-	waitFor(t, time.Second, func() bool { return ix.Decide("test@lists.example.org").Accepted() })
+	testenv.WaitFor(t, time.Second, "the list is accepted", func() bool { return ix.Decide("test@lists.example.org").Accepted() })
 
 	if d := ix.Decide("new@lists.example.org"); d.Accepted() {
 		t.Fatal("new@ accepted before it exists")
 	}
 	// Another connection writes, as the CLI does.
-	other, err := store.Open(context.Background(), st.Path())
-	must(t, err)
-	defer other.Close()
+	other := storetest.OpenPath(t, st.Path())
 	start := time.Now()
 	if _, err := other.CreateList(context.Background(), "new@lists.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, func() bool { return ix.Decide("new@lists.example.org").Accepted() })
+	testenv.WaitFor(t, time.Second, "the new list is accepted", func() bool { return ix.Decide("new@lists.example.org").Accepted() })
 	t.Logf("new list live after %v", time.Since(start))
 
-	_, err = other.AddMembers(context.Background(), "new@lists.example.org", "member", []store.NewMember{{Address: "eve@example.com"}}, nil)
+	_, err := other.AddMembers(context.Background(), "new@lists.example.org", "member", []store.NewMember{{Address: "eve@example.com"}}, nil)
 	must(t, err)
-	waitFor(t, time.Second, func() bool {
+	testenv.WaitFor(t, time.Second, "the new member's VERP address is accepted", func() bool {
 		return ix.Decide("new-bounces+eve=example.com@lists.example.org").Accepted()
 	})
 	must(t, other.RemoveList(context.Background(), "new@lists.example.org"))
-	waitFor(t, time.Second, func() bool { return ix.Decide("new@lists.example.org").Reason == index.ReasonNoSuchList })
+	testenv.WaitFor(t, time.Second, "the removed list is refused", func() bool { return ix.Decide("new@lists.example.org").Reason == index.ReasonNoSuchList })
 }
 
 func TestRunLoadsOnceStoreRecovers(t *testing.T) {
@@ -389,7 +379,7 @@ func TestRunLoadsOnceStoreRecovers(t *testing.T) {
 	src.Lock()
 	src.Err = nil
 	src.Unlock()
-	waitFor(t, 2*time.Second, func() bool { return ix.Decide("test@lists.example.org").Accepted() })
+	testenv.WaitFor(t, 2*time.Second, "the list is accepted", func() bool { return ix.Decide("test@lists.example.org").Accepted() })
 }
 
 func TestTokens(t *testing.T) {
@@ -468,17 +458,6 @@ func TestSynthetic(t *testing.T) {
 		if s.IsMember(syn.ListAddr(i), syn.MemberAddr(i+1, 0)) {
 			t.Fatalf("list %d has another list's member", i)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

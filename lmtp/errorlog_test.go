@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"postlist/internal/testenv"
 )
 
 func TestErrorLogLevels(t *testing.T) {
@@ -54,8 +56,7 @@ func TestHealthProbeIsNotAWarning(t *testing.T) {
 	}
 	c.(*net.TCPConn).SetLinger(0)
 	c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testenv.Eventually(5*time.Second, func() bool {
 		found := false
 		for _, e := range h.logs.All() {
 			if e.LoggerName == "smtp" && strings.Contains(e.Message, "127.0.0.1") {
@@ -65,12 +66,8 @@ func TestHealthProbeIsNotAWarning(t *testing.T) {
 				found = true
 			}
 		}
-		if found {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the reset connection was not logged at all; logs: %v", h.logs.All())
-		}
-		time.Sleep(10 * time.Millisecond)
+		return found
+	}) {
+		t.Fatalf("the reset connection was not logged at all; logs: %v", h.logs.All())
 	}
 }

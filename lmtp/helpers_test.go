@@ -8,7 +8,6 @@ import (
 	"net/textproto"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"postlist/address"
+	"postlist/internal/testenv/storetest"
 	"postlist/reply"
 	"postlist/store"
 )
@@ -73,18 +73,7 @@ func storeResolver(st *store.Store) func(string) (address.Target, *reply.Reply) 
 // openStore opens a fresh store with lists test@ and other@.
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for _, l := range []string{"test@" + testDomain, "other@" + testDomain} {
-		if _, err := st.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return st
+	return storetest.Open(t, "test@"+testDomain, "other@"+testDomain)
 }
 
 type harness struct {

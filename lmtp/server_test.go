@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"postlist/address"
+	"postlist/internal/testenv"
 	"postlist/reply"
 )
 
@@ -135,12 +136,10 @@ func TestStoredMessageAndTrace(t *testing.T) {
 	// One log line for the message, joinable with Postfix's log. It is
 	// written after the 250 went out, so it may lag the reply a little.
 	var entries []observer.LoggedEntry
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	testenv.Eventually(5*time.Second, func() bool {
 		entries = h.logs.FilterMessage("message queued").All()
-		if len(entries) > 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+		return len(entries) > 0
+	})
 	if len(entries) != 1 {
 		t.Fatalf("%d 'message queued' log lines, want 1", len(entries))
 	}
@@ -614,13 +613,7 @@ func TestShutdownRefusesWaitingConnection(t *testing.T) {
 	first := dialRaw(t, h.addr)
 	first.greet()
 	waiting := dialRaw(t, h.addr)
-	deadline := time.Now().Add(5 * time.Second)
-	for h.srv.waiting.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("second connection never started waiting for a slot")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, "the second connection waits for a slot", func() bool { return h.srv.waiting.Load() > 0 })
 	h.shutByTest = true
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

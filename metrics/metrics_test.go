@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"postlist/index"
 	"postlist/index/indextest"
+	"postlist/internal/testenv/storetest"
 	"postlist/metrics"
 	"postlist/store"
 )
@@ -125,7 +125,7 @@ func TestEventCounters(t *testing.T) {
 // TestMetricNames runs Prometheus' own linter over every metric family:
 // names, units and help texts follow its conventions.
 func TestMetricNames(t *testing.T) {
-	st := openStore(t)
+	st := storetest.Open(t)
 	ix := index.New(&indextest.Source{}, index.Options{Log: zaptest.NewLogger(t)})
 	if err := ix.Reload(context.Background()); err != nil {
 		t.Fatal(err)
@@ -142,19 +142,9 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
 func TestBacklogGauges(t *testing.T) {
 	ctx := context.Background()
-	st := openStore(t)
+	st := storetest.Open(t)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	st.Now = func() time.Time { return now }
 	reg := metrics.NewRegistry(metrics.Sources{Store: st, Now: func() time.Time { return now.Add(90 * time.Second) }})
@@ -216,7 +206,7 @@ func TestBacklogGauges(t *testing.T) {
 // TestScrapeSurvivesStoreFailure: with the database gone, /metrics still
 // answers with everything that does not need it.
 func TestScrapeSurvivesStoreFailure(t *testing.T) {
-	st := openStore(t)
+	st := storetest.Open(t)
 	reg := metrics.NewRegistry(metrics.Sources{Store: st})
 	srv := httptest.NewServer(metrics.Handler(reg, zaptest.NewLogger(t)))
 	defer srv.Close()

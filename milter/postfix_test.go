@@ -18,6 +18,7 @@ import (
 
 	"postlist/index"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/milter"
 	"postlist/store"
 )
@@ -35,16 +36,7 @@ type stack struct {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	for _, l := range []string{"test@lists.example.org", "open@lists.example.org"} {
-		if _, err := st.CreateList(ctx, l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := storetest.Open(t, "test@lists.example.org", "open@lists.example.org")
 	if err := st.SetListSetting(ctx, "test@lists.example.org", "default_nonmember_action", "reject"); err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +199,7 @@ func TestPostfix(t *testing.T) {
 
 	t.Run("list created mid-run is live within 1s", func(t *testing.T) {
 		// Another connection to the database, as the CLI is.
-		cli, err := store.Open(context.Background(), s.st.Path())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close()
+		cli := storetest.OpenPath(t, s.st.Path())
 		if r := testenv.SendMail(t, smtp, "alice@example.com", []string{"fresh@lists.example.org"}, nil); r.Rcpt[0].Code != 550 {
 			t.Fatalf("fresh@ before it exists: %v", r.Rcpt[0])
 		}
@@ -262,36 +250,21 @@ func TestPostfix(t *testing.T) {
 
 func waitEnvelope(t *testing.T, sink *testenv.Sink, match func(testenv.Envelope) bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		for _, e := range sink.Envelopes() {
-			if match(e) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no matching envelope at the sink; got %d envelopes", len(sink.Envelopes()))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitForWhy(t, 15*time.Second, "a matching envelope is at the sink", func() (bool, string) {
+		envs := sink.Envelopes()
+		return slices.ContainsFunc(envs, match), fmt.Sprintf("got %d envelopes", len(envs))
+	})
 }
 
 func waitLogged(t *testing.T, logs *observer.ObservedLogs, match func(map[string]any) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testenv.Eventually(5*time.Second, func() bool {
+		return slices.ContainsFunc(logs.AllUntimed(), func(e observer.LoggedEntry) bool { return match(e.ContextMap()) })
+	}) {
+		var lines []string
 		for _, e := range logs.AllUntimed() {
-			if match(e.ContextMap()) {
-				return
-			}
+			lines = append(lines, fmt.Sprint(e.Message, " ", e.ContextMap()))
 		}
-		if time.Now().After(deadline) {
-			var lines []string
-			for _, e := range logs.AllUntimed() {
-				lines = append(lines, fmt.Sprint(e.Message, " ", e.ContextMap()))
-			}
-			t.Fatalf("no matching log line; have:\n%s", strings.Join(lines, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
+		t.Fatalf("no matching log line; have:\n%s", strings.Join(lines, "\n"))
 	}
 }

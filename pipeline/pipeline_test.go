@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"postlist/deliver"
+	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/message"
 	"postlist/store"
 )
@@ -39,15 +40,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	l, err := st.CreateList(ctx, testList)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, l := storetest.OpenList(t, testList)
 	e := &env{t: t, st: st, list: l}
 	e.add("member", "alice@example.com", "bob@example.net", "carol@example.org")
 	e.add("owner", "owner@example.com")
@@ -545,13 +538,7 @@ func TestRunKickAndStop(t *testing.T) {
 	e.post("alice@example.com", memberPost)
 	e.p.Kick()
 	e.p.Kick() // never blocks
-	deadline := time.Now().Add(10 * time.Second)
-	for e.notified.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("post not processed after Kick")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the post is processed after Kick", func() bool { return e.notified.Load() > 0 })
 	cancel()
 	select {
 	case err := <-done:

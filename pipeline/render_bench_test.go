@@ -3,12 +3,12 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/zap"
 
 	"postlist/deliver"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -17,15 +17,7 @@ import (
 // the token, the member's own header fields), against mailto links only.
 func BenchmarkRenderOneClick(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "postlist.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	l, err := st.CreateList(ctx, testList)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, l := storetest.OpenList(b, testList)
 	var ms []store.NewMember
 	for i := range 10000 {
 		ms = append(ms, store.NewMember{Address: fmt.Sprintf("m%05d@example.com", i)})

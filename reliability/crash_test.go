@@ -172,7 +172,7 @@ func TestCrashCampaign(t *testing.T) {
 	if longRun() {
 		drainTimeout = 15 * time.Minute
 	}
-	waitFor(t, drainTimeout, "every acknowledged post at every member", func() (bool, string) {
+	testenv.WaitForWhy(t, drainTimeout, "every acknowledged post at every member", func() (bool, string) {
 		if time.Since(lastFlush) > 5*time.Second {
 			s.pf.Flush(t) // Postfix backs off the LMTP destination after refusals
 			lastFlush = time.Now()

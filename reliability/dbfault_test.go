@@ -156,7 +156,7 @@ func postAndWait(t *testing.T, s *stack, l listSpec, id string) {
 // post, which is stored once.
 func waitDelivered(t *testing.T, s *stack, l listSpec, id string, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, id+" at every member", func() (bool, string) {
+	testenv.WaitForWhy(t, timeout, id+" at every member", func() (bool, string) {
 		got := copies(s.sink.Envelopes(), id)
 		for _, m := range l.memberAddrs() {
 			if got[copyKey{id, m}] != 1 {

@@ -179,23 +179,6 @@ func copies(envs []testenv.Envelope, prefix string) map[copyKey]int {
 	return out
 }
 
-// waitFor polls cond until it holds or the timeout passes, then fails the
-// test with cond's last explanation.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v: %s", what, timeout, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // openDB opens the daemon's database read-only, as an admin's sqlite3
 // would while the daemon runs (WAL: readers never block it).
 func openDB(t testing.TB, path string) *sql.DB {

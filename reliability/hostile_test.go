@@ -120,7 +120,7 @@ var hostileCases = []hostileCase{
 			// The command processor has answered once the request is no
 			// longer new; then whatever it sent has left Postfix.
 			db := openDB(t, h.pl.DB)
-			waitFor(t, time.Minute, "the request processed", func() (bool, string) {
+			testenv.WaitForWhy(t, time.Minute, "the request processed", func() (bool, string) {
 				n := queryInt(t, db, `SELECT COUNT(*) FROM intake i JOIN messages m ON m.id = i.message_id
 					WHERE m.message_id = '<crlf-cmd@example.com>' AND i.state = 'new'`)
 				return n == 0, fmt.Sprintf("%d intake rows new", n)
@@ -488,7 +488,7 @@ func (h *hostile) mustPost(t *testing.T, from, rcpt string, msg []byte) {
 // the copies.
 func (h *hostile) waitCopies(t *testing.T, id string, members []string) []testenv.Envelope {
 	t.Helper()
-	waitFor(t, time.Minute, "copies of "+id, func() (bool, string) {
+	testenv.WaitForWhy(t, time.Minute, "copies of "+id, func() (bool, string) {
 		got := copies(h.sink.Envelopes(), id)
 		for _, m := range members {
 			if got[copyKey{id, strings.ToLower(m)}] == 0 {
@@ -540,7 +540,7 @@ func (h *hostile) noStored(t *testing.T, id string) {
 func (h *hostile) settle(t *testing.T) {
 	t.Helper()
 	db := openDB(t, h.pl.DB)
-	waitFor(t, time.Minute, "quiet", func() (bool, string) {
+	testenv.WaitForWhy(t, time.Minute, "quiet", func() (bool, string) {
 		if u := unsettled(t, db); u != "" {
 			return false, u
 		}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"postlist/internal/testenv"
 )
 
 // loadDuration is how long TestLoad keeps its 100 sessions busy.
@@ -134,7 +136,7 @@ func TestLoad(t *testing.T) {
 		drain = 20 * time.Minute
 	}
 	member := l.memberAddrs()[0]
-	waitFor(t, drain, "every accepted post delivered", func() (bool, string) {
+	testenv.WaitForWhy(t, drain, "every accepted post delivered", func() (bool, string) {
 		got := copies(s.sink.Envelopes(), "<load-")
 		if len(got) < len(sent) {
 			return false, fmt.Sprintf("%d of %d posts at the member; %s", len(got), len(sent), unsettled(t, db))

@@ -89,7 +89,7 @@ func TestPurgeUnderLoad(t *testing.T) {
 		}
 		t.Logf("daemon log:\n%s", s.pl.Log())
 	})
-	waitFor(t, 30*time.Second, "every copy at the sink", func() (bool, string) {
+	testenv.WaitForWhy(t, 30*time.Second, "every copy at the sink", func() (bool, string) {
 		got := copies(s.sink.Envelopes(), "<purge-")
 		return len(got) >= want, fmt.Sprintf("%d of %d (post, member) pairs", len(got), want)
 	})
@@ -107,7 +107,7 @@ func TestPurgeUnderLoad(t *testing.T) {
 		}
 	}
 	db := openDB(t, s.pl.DB)
-	waitFor(t, 30*time.Second, "the daemon settles", func() (bool, string) {
+	testenv.WaitForWhy(t, 30*time.Second, "the daemon settles", func() (bool, string) {
 		u := unsettled(t, db)
 		return u == "", u
 	})

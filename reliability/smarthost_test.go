@@ -18,6 +18,7 @@ import (
 	"postlist/address"
 	"postlist/deliver"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -122,7 +123,7 @@ func TestSmartHostFaults(t *testing.T) {
 		t.Fatalf("post not accepted: %v", res)
 	}
 	db := openDB(t, s.pl.DB)
-	waitFor(t, period+time.Minute, "every delivery final", func() (bool, string) {
+	testenv.WaitForWhy(t, period+time.Minute, "every delivery final", func() (bool, string) {
 		total := queryInt(t, db, "SELECT COUNT(*) FROM deliveries")
 		open := queryInt(t, db, "SELECT COUNT(*) FROM deliveries WHERE state NOT IN ('sent','failed')")
 		return total == int64(len(addrs)) && open == 0, fmt.Sprintf("%d of %d deliveries final", total-open, total)
@@ -236,7 +237,7 @@ func TestSmartHostFaults(t *testing.T) {
 	// counts settle with it, a leak never does.
 	goAfter := settledGoroutines(t, s.pl.HTTP, goBefore+2)
 	var fdsAfter int
-	waitFor(t, 20*time.Second, "daemon sockets back to the listeners and the kept-open SMTP connections", func() (bool, string) {
+	testenv.WaitForWhy(t, 20*time.Second, "daemon sockets back to the listeners and the kept-open SMTP connections", func() (bool, string) {
 		fdsAfter = openFDs(t, pid)
 		return fdsAfter <= fdsBefore+workers, fmt.Sprintf("%d sockets open, %d before the post: leak", fdsAfter, fdsBefore)
 	})
@@ -345,21 +346,16 @@ func settledGoroutines(t testing.TB, httpAddr string, limit int) int {
 	t.Helper()
 	var n float64
 	var err error
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !testenv.Eventually(20*time.Second, func() bool {
 		n, err = metric(httpAddr, "go_goroutines")
 		if err != nil {
 			t.Fatalf("goroutine count: %v", err)
 		}
-		if limit < 0 || int(n) <= limit {
-			return int(n)
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("daemon runs %d goroutines once idle, want at most %d: leak", int(n), limit)
-			return int(n)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return limit < 0 || int(n) <= limit
+	}) {
+		t.Errorf("daemon runs %d goroutines once idle, want at most %d: leak", int(n), limit)
 	}
+	return int(n)
 }
 
 // TestSmartHostStall runs the deliverer in process against a smart host
@@ -395,16 +391,8 @@ func TestSmartHostStall(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	list := "stall@" + listDomain
-	l, err := st.CreateList(ctx, list)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, l := storetest.OpenList(t, list)
 	id, err := st.StoreMessage(ctx, poster, message(list, "<stall@example.com>", "stall", "Hello.\r\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -425,7 +413,7 @@ func TestSmartHostStall(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- d.Run(runCtx) }()
-	waitFor(t, time.Minute, "every stalled delivery sent on a retry", func() (bool, string) {
+	testenv.WaitForWhy(t, time.Minute, "every stalled delivery sent on a retry", func() (bool, string) {
 		ds, err := st.MessageDeliveries(ctx, id)
 		if err != nil {
 			return false, err.Error()
@@ -471,7 +459,7 @@ func TestSmartHostStall(t *testing.T) {
 	}
 	// Stopped: its connections are closed (QUIT) and none of its
 	// goroutines survive.
-	waitFor(t, 10*time.Second, "smart host connections closed", func() (bool, string) {
+	testenv.WaitForWhy(t, 10*time.Second, "smart host connections closed", func() (bool, string) {
 		open, _, _ := sink.stats()
 		return open == 0, fmt.Sprintf("%d still open", open)
 	})
@@ -483,7 +471,7 @@ func TestSmartHostStall(t *testing.T) {
 	if peak > 2*3 {
 		t.Errorf("%d connections at once with 3 workers", peak)
 	}
-	waitFor(t, 10*time.Second, "no deliverer goroutine left", func() (bool, string) {
+	testenv.WaitForWhy(t, 10*time.Second, "no deliverer goroutine left", func() (bool, string) {
 		var b bytes.Buffer
 		_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
 		var left []string

@@ -265,18 +265,12 @@ func TestMaxConns(t *testing.T) {
 	}
 	// Its slot is given back when the first one ends.
 	first.c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.WaitFor(t, 5*time.Second, "a slot is free after the first connection closed", func() bool {
 		c := dial(t, addr)
 		c.send(string(AppendNetstring(nil, []byte("domains lists.example.org"))))
-		if got, err := c.reply(); err == nil && got == "OK lists.example.org" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no slot free after the first connection closed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		got, err := c.reply()
+		return err == nil && got == "OK lists.example.org"
+	})
 }
 
 func TestShutdownClosesIdleConnections(t *testing.T) {

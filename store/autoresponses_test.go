@@ -129,7 +129,7 @@ func TestDailyCapPerRecipientAndDay(t *testing.T) {
 		t.Fatalf("second notice queued %v, want only carol's last body", got)
 	}
 	// A new UTC day starts a new count; the purge drops the old day.
-	clock.ns.Add(int64(24 * time.Hour))
+	clock.Add(24 * time.Hour)
 	got = finishWith(t, s, l.ID, autoNotice(1, nil, "bob@example.net"))
 	if len(got["bob@example.net"]) != 1 {
 		t.Fatalf("next day: %v, want bob's notice", got)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"postlist/internal/testenv"
 )
 
 func intakeMsg(sender string, rcpts ...IntakeRecipient) *IntakeMessage {
@@ -63,13 +65,10 @@ func newCommitter(t *testing.T, s *Store) *IntakeCommitter {
 // taken into the batch it is blocked on.
 func waitSubmitted(t *testing.T, c *IntakeCommitter, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for int(c.taken.Load())+len(c.reqs) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests taken, %d queued, want %d in all", c.taken.Load(), len(c.reqs), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitForWhy(t, 10*time.Second, fmt.Sprintf("%d requests reach the committer", n), func() (bool, string) {
+		taken, queued := int(c.taken.Load()), len(c.reqs)
+		return taken+queued >= n, fmt.Sprintf("%d taken, %d queued", taken, queued)
+	})
 }
 
 func TestIntakeStoresBodyOnce(t *testing.T) {
@@ -308,13 +307,7 @@ func TestCommitterSkipsAbandonedRequest(t *testing.T) {
 		first <- err
 	}()
 	// The committer takes the first request alone and blocks at BEGIN.
-	deadline := time.Now().Add(10 * time.Second)
-	for c.taken.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("first request never taken")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the first request is taken", func() bool { return c.taken.Load() > 0 })
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
 	go func() {

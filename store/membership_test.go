@@ -5,32 +5,21 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"postlist/internal/testenv"
 )
 
 const emailList = "test@lists.example.org"
 
-// fakeClock is a store clock tests move by hand.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock(t time.Time) *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-
 // emailFixture is a store on a fake clock with one list, a member, an
 // owner and a moderator.
-func emailFixture(t *testing.T) (*Store, *List, *fakeClock) {
+func emailFixture(t *testing.T) (*Store, *List, *testenv.Clock) {
 	t.Helper()
 	ctx := context.Background()
 	s := openTest(t)
-	clock := newFakeClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	clock := testenv.NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	s.Now = clock.Now
 	l, err := s.CreateList(ctx, emailList)
 	if err != nil {

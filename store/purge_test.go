@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postlist/internal/testenv"
 )
 
 // purgeFixture is a store on a fake clock with one list. Messages are
@@ -15,13 +17,13 @@ type purgeFixture struct {
 	t     *testing.T
 	s     *Store
 	list  *List
-	clock *fakeClock
+	clock *testenv.Clock
 }
 
 func newPurgeFixture(t *testing.T) *purgeFixture {
 	t.Helper()
 	s := openTest(t)
-	clock := newFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	clock := testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	s.Now = clock.Now
 	l, err := s.CreateList(context.Background(), emailList)
 	if err != nil {
@@ -44,8 +46,8 @@ func (f *purgeFixture) message(at time.Time, intakeState string, n int, states .
 	f.t.Helper()
 	ctx := context.Background()
 	saved := f.clock.Now()
-	f.clock.ns.Store(at.UnixNano())
-	defer f.clock.ns.Store(saved.UnixNano())
+	f.clock.Set(at)
+	defer f.clock.Set(saved)
 	in, err := f.s.Intake(ctx, intakeMsg("alice@example.com", post(emailList)))
 	if err != nil {
 		f.t.Fatal(err)
@@ -153,7 +155,7 @@ func TestPurge(t *testing.T) {
 	f.exec(`INSERT INTO posts (list_id, message_id, original_id) VALUES (?, ?, ?)`, f.list.ID, copyID, orig)
 	want.add(PurgeStats{Messages: 1, Intake: 1})
 
-	f.clock.ns.Store(now.UnixNano())
+	f.clock.Set(now)
 	got, err := f.s.Purge(ctx, cutoff, batch)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 
 	"postlist/address"
 	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 )
 
@@ -35,14 +36,12 @@ func cliJSON(t *testing.T, pl *testenv.Postlist, v any, args ...string) {
 	}
 }
 
+// waitFor is testenv.WaitFor with the daemon's log in the failure, where
+// the reason a step never happened usually is.
 func waitFor(t *testing.T, pl *testenv.Postlist, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s; daemon log:\n%s", wait, what, pl.LogTail())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Eventually(wait, cond) {
+		t.Fatalf("timed out after %v waiting until %s; daemon log:\n%s", wait, what, pl.LogTail())
 	}
 }
 
@@ -111,11 +110,7 @@ func TestHeldApprovedFromCLISendsSignedVERP(t *testing.T) {
 		}
 		return false
 	})
-	st, err := store.Open(context.Background(), pl.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.OpenPath(t, pl.DB)
 	signer, err := st.VERPSigner(context.Background())
 	if err != nil {
 		t.Fatal(err)

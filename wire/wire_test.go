@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"postlist/config"
+	"postlist/internal/testenv/storetest"
 	"postlist/store"
 	"postlist/wire"
 )
@@ -89,11 +90,7 @@ func TestModerationDecidesHeldPosts(t *testing.T) {
 
 func TestModerationDecidesRequests(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t)
 	sys, err := wire.Build(ctx, config.Default(), zap.NewNop(), wire.WithStore(st))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"postlist/commands"
+	"postlist/internal/testenv/storetest"
 	"postlist/message"
 	"postlist/notice"
 	"postlist/store"
@@ -21,12 +22,7 @@ const testList = "test@lists.example.org"
 // would, for a test to make states and read them back.
 func (e *env) openStore() *store.Store {
 	e.t.Helper()
-	st, err := store.Open(context.Background(), e.db)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { st.Close() })
-	return st
+	return storetest.OpenPath(e.t, e.db)
 }
 
 // addRequest stores a pending request through the store, as the email

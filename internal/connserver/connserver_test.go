@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -126,18 +127,11 @@ func TestMaxConns(t *testing.T) {
 	}
 	first.Close()
 	// The slot is freed once the server has seen the close.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.WaitForWhy(t, 5*time.Second, "a connection is accepted after the first closed", func() (bool, string) {
 		c, r := dial(t, addr)
 		got, err := ask(t, c, r, "three")
-		if err == nil && got == "three" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection accepted after the first closed: %q, %v", got, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && got == "three", fmt.Sprintf("%q, %v", got, err)
+	})
 }
 
 func TestShutdownDrains(t *testing.T) {
@@ -179,7 +173,7 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := ls.Serve(mustListen(t)); err != nil {
+	if err := ls.Serve(testenv.Listen(t)); err != nil {
 		t.Errorf("Serve after Shutdown: %v, want nil at once", err)
 	}
 }
@@ -201,13 +195,4 @@ func TestShutdownGivesUp(t *testing.T) {
 	if _, err := r.ReadString('\n'); !errors.Is(err, io.EOF) {
 		t.Fatalf("connection after a forced shutdown: %v, want EOF", err)
 	}
-}
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }

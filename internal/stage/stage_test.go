@@ -12,14 +12,14 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"postlist/commands/emailtest"
 	"postlist/internal/stage"
+	"postlist/internal/testenv/stack"
 	"postlist/store"
 )
 
 func TestFailuresGiveUpAfterMaxAttempts(t *testing.T) {
-	f := emailtest.NewFixture(t)
-	it := f.Inject(t, "bob@example.net", "test-request@lists.example.org", emailtest.Message("bob@example.net", "test-request@lists.example.org", "help", ""))
+	f := stack.NewFixture(t)
+	it := f.Inject(t, "bob@example.net", "test-request@lists.example.org", stack.Message("bob@example.net", "test-request@lists.example.org", "help", ""))
 	var fs stage.Failures
 	for i := 1; i <= stage.MaxAttempts; i++ {
 		fs.Fail(context.Background(), f.Store, zaptest.NewLogger(t), it, errors.New("boom"))
@@ -77,9 +77,9 @@ func TestLoop(t *testing.T) {
 			return 0, nil
 		})
 	}()
-	emailtest.WaitUntil(t, "a full batch is followed at once", 5*time.Second, func() bool { return calls.Load() == 2 })
+	stack.WaitUntil(t, "a full batch is followed at once", 5*time.Second, func() bool { return calls.Load() == 2 })
 	kick <- struct{}{}
-	emailtest.WaitUntil(t, "a kick wakes the loop", 5*time.Second, func() bool { return calls.Load() == 3 })
+	stack.WaitUntil(t, "a kick wakes the loop", 5*time.Second, func() bool { return calls.Load() == 3 })
 	time.Sleep(50 * time.Millisecond)
 	if n := calls.Load(); n != 3 {
 		t.Errorf("%d calls without a kick, want 3 (poll is an hour)", n)

@@ -12,15 +12,15 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"postlist/commands/emailtest"
 	"postlist/internal/stage"
+	"postlist/internal/testenv/stack"
 	"postlist/store"
 )
 
 // rig is a stage over a fixture store whose Process finishes every row
 // it is given, unless a test's hook says otherwise.
 type rig struct {
-	f    *emailtest.Fixture
+	f    *stack.Fixture
 	logs *observer.ObservedLogs
 	// hook, when set, runs first for every row; a non-nil error (or a
 	// panic) is Process's outcome and the row stays new.
@@ -30,7 +30,7 @@ type rig struct {
 	notified atomic.Int32
 }
 
-func newRig(t *testing.T) *rig { return &rig{f: emailtest.NewFixture(t)} }
+func newRig(t *testing.T) *rig { return &rig{f: stack.NewFixture(t)} }
 
 // config completes c with the rig's store, Process and Notify, and a
 // fresh log to look at.
@@ -74,7 +74,7 @@ func (r *rig) inject(t *testing.T, rcpt ...string) store.IntakeItem {
 	if len(rcpt) > 0 {
 		to = rcpt[0]
 	}
-	return r.f.Inject(t, "bob@example.net", to, emailtest.Message("bob@example.net", to, "help", ""))
+	return r.f.Inject(t, "bob@example.net", to, stack.Message("bob@example.net", to, "help", ""))
 }
 
 func (r *rig) state(t *testing.T, it store.IntakeItem) string { return r.f.Row(t, it).State }
@@ -124,7 +124,7 @@ func TestStageKickWakesRun(t *testing.T) {
 	}
 	s.Kick()
 	s.Kick() // never blocks
-	emailtest.WaitUntil(t, "the kick wakes the stage", 5*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
+	stack.WaitUntil(t, "the kick wakes the stage", 5*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
 	if r.notified.Load() != 1 {
 		t.Errorf("Notify called %d times for one row that queued mail, want 1", r.notified.Load())
 	}
@@ -139,7 +139,7 @@ func TestStagePollInterval(t *testing.T) {
 	run(t, s)
 	time.Sleep(50 * time.Millisecond)
 	it := r.inject(t)
-	emailtest.WaitUntil(t, "the poll finds the row without a kick", 5*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
+	stack.WaitUntil(t, "the poll finds the row without a kick", 5*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
 }
 
 func TestStageTakesOnlyItsKinds(t *testing.T) {
@@ -253,7 +253,7 @@ func TestStageRunRetriesAfterTransientError(t *testing.T) {
 	}
 	// Poll is an hour: only the loop's own retry can finish the row.
 	run(t, stage.New(r.config(stage.Config{PollInterval: time.Hour})))
-	emailtest.WaitUntil(t, "the row is retried after the database failed", 10*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
+	stack.WaitUntil(t, "the row is retried after the database failed", 10*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
 	if r.logs.FilterMessage("processing failed, retrying").Len() != 1 {
 		t.Errorf("want the failed pass logged once: %v", r.logs.All())
 	}
@@ -327,8 +327,8 @@ func TestStageChores(t *testing.T) {
 		},
 	}))
 	stop := run(t, s)
-	emailtest.WaitUntil(t, "the frequent chore runs again", 5*time.Second, func() bool { return often.calls.Load() >= 3 })
-	emailtest.WaitUntil(t, "a failing chore is retried at the next pass", 5*time.Second, func() bool { return buggy.calls.Load() >= 3 })
+	stack.WaitUntil(t, "the frequent chore runs again", 5*time.Second, func() bool { return often.calls.Load() >= 3 })
+	stack.WaitUntil(t, "a failing chore is retried at the next pass", 5*time.Second, func() bool { return buggy.calls.Load() >= 3 })
 	if n := hourly.calls.Load(); n != 1 {
 		t.Errorf("the hourly chore ran %d times, want once (at the first pass)", n)
 	}
@@ -336,7 +336,7 @@ func TestStageChores(t *testing.T) {
 		t.Error("a failing chore is not logged")
 	}
 	it := r.inject(t)
-	emailtest.WaitUntil(t, "a failing chore does not hold the intake up", 5*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
+	stack.WaitUntil(t, "a failing chore does not hold the intake up", 5*time.Second, func() bool { return r.state(t, it) == store.IntakeDone })
 	if err := stop(); err != nil {
 		t.Errorf("Run returned %v", err)
 	}
@@ -353,7 +353,7 @@ func TestStageChores(t *testing.T) {
 		Chores:       []stage.Chore{{Name: "db", Every: time.Hour, Do: db.do}},
 	}))
 	stop = run(t, s)
-	emailtest.WaitUntil(t, "the chore's database failure is logged", 5*time.Second, func() bool {
+	stack.WaitUntil(t, "the chore's database failure is logged", 5*time.Second, func() bool {
 		return r.logs.FilterMessage("processing failed, retrying").Len() == 1
 	})
 	time.Sleep(200 * time.Millisecond)
@@ -361,7 +361,7 @@ func TestStageChores(t *testing.T) {
 		t.Errorf("the chore ran %d times within the backoff, want 1", n)
 	}
 	db.failing.Store(false)
-	emailtest.WaitUntil(t, "the chore is tried again after the backoff", 5*time.Second, func() bool { return db.calls.Load() == 2 })
+	stack.WaitUntil(t, "the chore is tried again after the backoff", 5*time.Second, func() bool { return db.calls.Load() == 2 })
 	time.Sleep(100 * time.Millisecond)
 	if n := db.calls.Load(); n != 2 {
 		t.Errorf("the chore ran %d times after it succeeded, want 2 (Every is an hour)", n)

@@ -26,6 +26,12 @@
 //	if res.Rcpt[0].Code != 250 { ... }
 //	sink.WaitFor(t, 1, 10*time.Second)
 //
+// Tests that wait for something to happen poll with WaitFor, WaitForWhy
+// or Eventually rather than a loop of their own, so that every wait backs
+// off the same way and says what it waited for when it gives up. Below
+// this package, storetest opens throwaway stores and stack runs the whole
+// mail path of `postlist serve` in front of a private Postfix.
+//
 // The documented hookup is tested as written: Hookup reads
 // contrib/postfix/main.cf and master.cf, changes only ports and paths, and
 // its result goes into PostfixOptions.MainCF and MasterCF.

@@ -461,20 +461,20 @@ func (p *Postfix) Log() string {
 // shows the end of the log.
 func (p *Postfix) WaitLog(t testing.TB, re *regexp.Regexp, timeout time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		log := p.Log()
+	var log, found string
+	if !Eventually(timeout, func() bool {
+		log = p.Log()
 		for line := range strings.SplitSeq(log, "\n") {
 			if re.MatchString(line) {
-				return line
+				found = line
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testenv: no Postfix log line matched %q within %v; log tail:\n%s", re, timeout, tail(log, 40))
-			return ""
-		}
-		time.Sleep(25 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("testenv: no Postfix log line matched %q within %v; log tail:\n%s", re, timeout, tail(log, 40))
 	}
+	return found
 }
 
 // Postconf changes main.cf settings ("name=value", as for `postconf -e`).
@@ -585,26 +585,22 @@ func (p *Postfix) queue() ([]QueuedMessage, error) {
 // test and shows what is still queued and why.
 func (p *Postfix) WaitQueueEmpty(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		q, err := p.queue()
-		if err != nil {
+	var q []QueuedMessage
+	if !Eventually(timeout, func() bool {
+		var err error
+		if q, err = p.queue(); err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
-		if len(q) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, m := range q {
-				fmt.Fprintf(&b, "  %s %s from=<%s>\n", m.QueueName, m.QueueID, m.Sender)
-				for _, r := range m.Recipients {
-					fmt.Fprintf(&b, "    to=<%s> %s\n", r.Address, r.DelayReason)
-				}
+		return len(q) == 0
+	}) {
+		var b strings.Builder
+		for _, m := range q {
+			fmt.Fprintf(&b, "  %s %s from=<%s>\n", m.QueueName, m.QueueID, m.Sender)
+			for _, r := range m.Recipients {
+				fmt.Fprintf(&b, "    to=<%s> %s\n", r.Address, r.DelayReason)
 			}
-			t.Fatalf("testenv: Postfix queue not empty after %v:\n%s", timeout, b.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatalf("testenv: Postfix queue not empty after %v:\n%s", timeout, b.String())
 	}
 }
 

@@ -135,22 +135,20 @@ func (d *Postlist) Start() {
 	d.cmd, d.done = cmd, done
 	d.mu.Unlock()
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !Eventually(20*time.Second, func() bool {
 		// The socketmap listener opens after the LMTP one; Postfix
 		// answers 451 for list recipients until it accepts.
 		if lmtpGreets(d.LMTP) && (d.Socketmap == "" || accepts(d.Socketmap)) {
-			return
+			return true
 		}
 		select {
 		case <-done:
 			d.t.Fatalf("postlist serve exited at start:\n%s", d.LogTail())
 		default:
 		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("postlist LMTP at %s not ready in time:\n%s", d.LMTP, d.LogTail())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		d.t.Fatalf("postlist LMTP at %s not ready in time:\n%s", d.LMTP, d.LogTail())
 	}
 }
 

@@ -82,14 +82,5 @@ func running(pid, pgrp int) bool {
 
 // waitGroupGone polls until no process of group pgrp runs any more.
 func waitGroupGone(pgrp int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if !groupAlive(pgrp) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return Eventually(timeout, func() bool { return !groupAlive(pgrp) })
 }

@@ -14,15 +14,23 @@ type Server interface {
 	Shutdown(context.Context) error
 }
 
+// Listen listens on a free loopback port. The listener is the caller's to
+// close, usually by handing it to a server that closes it on shutdown.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on loopback: %v", err)
+	}
+	return ln
+}
+
 // ServeLoopback serves s on a free loopback port and returns its address.
 // When the test ends s is shut down, and the test fails if Shutdown does
 // not drain within 5 s or Serve returned an error.
 func ServeLoopback(t testing.TB, s Server) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := Listen(t)
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {

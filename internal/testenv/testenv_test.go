@@ -255,11 +255,10 @@ func checkDeferAndFlush(t *testing.T, pf *Postfix) {
 	// Postfix logs the deferral before the queue manager moves the file
 	// from the active to the deferred queue.
 	var q []QueuedMessage
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if q = pf.Queue(t); len(q) == 1 && q[0].QueueName == "deferred" {
-			break
-		}
-	}
+	Eventually(10*time.Second, func() bool {
+		q = pf.Queue(t)
+		return len(q) == 1 && q[0].QueueName == "deferred"
+	})
 	if len(q) != 1 || q[0].QueueID != id || q[0].QueueName != "deferred" || q[0].Sender != "alice@example.org" ||
 		len(q[0].Recipients) != 1 || q[0].Recipients[0].Address != "later@example.com" ||
 		!strings.Contains(q[0].Recipients[0].DelayReason, "451 4.3.0 not now") {

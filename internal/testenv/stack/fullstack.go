@@ -1,4 +1,4 @@
-package emailtest
+package stack
 
 import (
 	"context"
@@ -99,7 +99,7 @@ func StartStackWith(t *testing.T, o StackOptions) *Stack {
 	}
 	goRun(func() { ix.Run(ctx) })
 
-	milterLn := listen(t)
+	milterLn := testenv.Listen(t)
 	ms := milter.New(milter.Options{Index: ix, Log: log.Named("milter")})
 	goRun(func() { ms.Serve(milterLn) })
 	t.Cleanup(func() { ms.Close() })
@@ -107,7 +107,7 @@ func StartStackWith(t *testing.T, o StackOptions) *Stack {
 	// Postfix needs the LMTP address before the System, which sends
 	// through Postfix, can be built; the LMTP server, which wakes the
 	// System's stages, serves once it exists.
-	lmtpLn := listen(t)
+	lmtpLn := testenv.Listen(t)
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
 		Milter:      "inet:" + milterLn.Addr().String(),
 		ListDomains: []string{"lists.example.org"},
@@ -167,15 +167,6 @@ func stackConfig(t *testing.T, smtpAddr string) *config.Config {
 	return cfg
 }
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
 // Send speaks SMTP to Postfix's public listener as a remote server would
 // and fails the test unless every recipient and the message are accepted.
 func (s *Stack) Send(t *testing.T, from string, to []string, msg []byte) {
@@ -208,24 +199,24 @@ func NewWatch(sink *testenv.Sink) *Watch { return &Watch{Sink: sink, seen: map[s
 // skipped, so a test can wait for a second message of the same kind.
 func (s *Watch) WaitMail(t *testing.T, rcpt, want string, timeout time.Duration) testenv.Envelope {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var got testenv.Envelope
+	if !testenv.Eventually(timeout, func() bool {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		for i, e := range s.Sink.Envelopes() {
 			key := fmt.Sprintf("%d/%s", i, strings.ToLower(rcpt))
 			if s.seen[key] || !hasRcpt(e, rcpt) || !strings.Contains(string(e.Data), want) {
 				continue
 			}
 			s.seen[key] = true
-			s.mu.Unlock()
-			return e
+			got = e
+			return true
 		}
-		s.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("no mail to %s containing %q within %v; the sink has %d message(s)", rcpt, want, timeout, len(s.Sink.Envelopes()))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("no mail to %s containing %q within %v; the sink has %d message(s)", rcpt, want, timeout, len(s.Sink.Envelopes()))
 	}
+	return got
 }
 
 func hasRcpt(e testenv.Envelope, rcpt string) bool {
@@ -237,16 +228,11 @@ func hasRcpt(e testenv.Envelope, rcpt string) bool {
 	return false
 }
 
-// WaitUntil polls cond until it holds or timeout passes.
+// WaitUntil is testenv.WaitFor with its arguments in the order this
+// package's callers have always used.
 func WaitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, timeout, what, cond)
 }
 
 // WaitProcessed waits until the intake rows of the message with Message-ID

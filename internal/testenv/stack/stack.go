@@ -1,24 +1,26 @@
-// Package emailtest holds what the tests of the email interface (package
-// commands) and of bounce processing (package bounce) share: a store with
+// Package stack is the whole-stack test harness that the tests of the email
+// interface (package commands), bounce processing (package bounce) and
+// the processing stages share: a store with
 // a list on a clock the test moves, mail injected as LMTP stores it, the
 // outbox read back through the store, and Stack, the whole mail path of
 // `postlist serve` (milter, LMTP, deliverer and the processing stages)
 // in front of a private real Postfix.
 //
 // It is for tests only; no production code imports it.
-package emailtest
+package stack
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"postlist/address"
+	"postlist/internal/testenv"
+	"postlist/internal/testenv/storetest"
 	"postlist/message"
 	"postlist/store"
 )
@@ -26,24 +28,11 @@ import (
 // List is the list every fixture creates.
 const List = "test@lists.example.org"
 
-// Clock is a clock a test moves by hand; safe for concurrent use.
-type Clock struct{ ns atomic.Int64 }
+// Clock is the hand-moved clock the fixture's store runs on.
+type Clock = testenv.Clock
 
 // NewClock returns a clock showing t.
-func NewClock(t time.Time) *Clock {
-	c := &Clock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-
-// Now reads the clock.
-func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
-
-// Add moves the clock by d.
-func (c *Clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+func NewClock(t time.Time) *Clock { return testenv.NewClock(t) }
 
 // Fixture is a store with List, its member alice@example.com, owner
 // owner@example.com and moderator mod@example.com, on Clock (which starts
@@ -59,11 +48,7 @@ type Fixture struct {
 func NewFixture(t testing.TB) *Fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "postlist.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	clock := NewClock(time.Now().UTC().Truncate(time.Millisecond))
 	st.Now = clock.Now
 	if _, err := st.CreateList(ctx, List); err != nil {
