@@ -415,3 +415,66 @@ func (s *Store) SetListSetting(ctx context.Context, address, key, value string) 
 	}
 	return nil
 }
+
+// ListByID returns a list by row id.
+func (s *Store) ListByID(ctx context.Context, id int64) (*List, error) {
+	l, err := scanList(s.r.QueryRowContext(ctx, s.listQuery("WHERE l.id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: list #%d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get list #%d: %w", id, err)
+	}
+	return l, nil
+}
+
+// ListDomains returns the list's domain followed by its alias domains: a
+// post addressed to the list at an alias domain names the list too.
+func (s *Store) ListDomains(ctx context.Context, listID int64) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT d.name, 0 FROM lists l JOIN domains d ON d.id = l.domain_id WHERE l.id = ?
+		UNION ALL
+		SELECT a.name, 1 FROM lists l JOIN domains a ON a.alias_of = l.domain_id WHERE l.id = ?
+		ORDER BY 2, 1`, listID, listID)
+	if err != nil {
+		return nil, fmt.Errorf("domains of list #%d: %w", listID, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var d string
+		var alias int
+		if err := rows.Scan(&d, &alias); err != nil {
+			return nil, fmt.Errorf("domains of list #%d: %w", listID, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ListAdmins returns the owners and moderators of a list whose delivery is
+// enabled, each address once: who hears about held posts.
+func (s *Store) ListAdmins(ctx context.Context, listID int64) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT min(address) FROM members
+		WHERE list_id = ? AND role IN ('owner', 'moderator') AND delivery_status = 'enabled'
+		GROUP BY lower(address) ORDER BY lower(address)`, listID)
+	if err != nil {
+		return nil, fmt.Errorf("admins of list #%d: %w", listID, err)
+	}
+	return scanStrings(rows)
+}
+
+// ListByListID returns the list whose RFC 2919 List-Id is listID
+// ("test.lists.example.org"); ErrNotFound if there is none.
+func (s *Store) ListByListID(ctx context.Context, listID string) (*List, error) {
+	// Without regard to case, like the rest of the link: URLs get
+	// case-folded on their way, and a List-Id is an address.
+	l, err := scanList(s.r.QueryRowContext(ctx, s.listQuery("WHERE l.list_id = ? COLLATE NOCASE ORDER BY l.id"), listID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: list-id %s", ErrNotFound, listID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get list-id %s: %w", listID, err)
+	}
+	return l, nil
+}

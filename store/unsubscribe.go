@@ -9,28 +9,13 @@ import (
 )
 
 // What a one-click unsubscribe link (pipeline.UnsubscribeURL) is checked
-// against: the list by its RFC 2919 List-Id, which names the list and not
-// a row, and the address's subscription by its creation time. The link
-// carries the second it was made and is honoured only for a subscription
-// created no later, so that removing the list or the subscription, and
-// creating it again, invalidates every link made before. The subscription
-// is then removed by its member row id, which is never reused (migration
-// 0120).
-
-// ListByListID returns the list whose RFC 2919 List-Id is listID
-// ("test.lists.example.org"); ErrNotFound if there is none.
-func (s *Store) ListByListID(ctx context.Context, listID string) (*List, error) {
-	// Without regard to case, like the rest of the link: URLs get
-	// case-folded on their way, and a List-Id is an address.
-	l, err := scanList(s.r.QueryRowContext(ctx, s.listQuery("WHERE l.list_id = ? COLLATE NOCASE ORDER BY l.id"), listID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: list-id %s", ErrNotFound, listID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get list-id %s: %w", listID, err)
-	}
-	return l, nil
-}
+// against: the list by its RFC 2919 List-Id (ListByListID, in lists.go
+// with the other list lookups), which names the list and not a row, and
+// the address's subscription by its creation time. The link carries the
+// second it was made and is honoured only for a subscription created no
+// later, so that removing the list or the subscription, and creating it
+// again, invalidates every link made before. The subscription is then
+// removed by its member row id, which is never reused (migration 0120).
 
 // Subscription returns the id and creation time of addr's member row
 // (role member) on listID; id 0 if addr is not subscribed. A new
