@@ -146,14 +146,7 @@ func (ix *Index) Decide(rcpt string) Decision { return ix.Snapshot().Decide(rcpt
 // store first: by the time Postfix hands a message over, the sender has
 // been told 250, and a 5xx here would become a bounce.
 func (ix *Index) Resolve(rcpt string) (address.Target, *reply.Reply) {
-	d := ix.Decide(rcpt)
-	if d.MayBeStale() {
-		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
-		if ix.CatchUp(ctx) {
-			d = ix.Decide(rcpt)
-		}
-		cancel()
-	}
+	_, d := ix.Fresh(func(s *Snapshot) Decision { return s.Decide(rcpt) })
 	if !d.Ours {
 		r := reply.NoSuchList(clipAddr(rcpt))
 		return address.Target{}, &r
@@ -161,9 +154,30 @@ func (ix *Index) Resolve(rcpt string) (address.Target, *reply.Reply) {
 	return d.Target, d.Reply
 }
 
-// catchUpTimeout bounds what one refused LMTP recipient may wait for the
+// catchUpTimeout bounds what one refused recipient may wait for the
 // store; past it the refusal stands.
 const catchUpTimeout = 2 * time.Second
+
+// Fresh runs decide on the current snapshot and returns its answer with
+// the snapshot it came from. When the answer may be stale (MayBeStale)
+// and the store changed since that snapshot, the snapshot is brought up
+// to date first (CatchUp) and decide runs again: the LMTP server and the
+// policy service use it so that a list, domain or token created within
+// the poll interval is not refused.
+func (ix *Index) Fresh(decide func(*Snapshot) Decision) (*Snapshot, Decision) {
+	snap := ix.Snapshot()
+	d := decide(snap)
+	if !d.MayBeStale() {
+		return snap, d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+	defer cancel()
+	if ix.CatchUp(ctx) {
+		snap = ix.Snapshot()
+		d = decide(snap)
+	}
+	return snap, d
+}
 
 // MayBeStale reports a refusal that a snapshot newer than the one that
 // decided it might reverse: an unknown list, domain, token or VERP member

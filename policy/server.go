@@ -87,18 +87,10 @@ const (
 
 // Snapshotter is the index as the server reads it (*index.Index).
 type Snapshotter interface {
-	Snapshot() *index.Snapshot
+	// Fresh decides on a snapshot that is caught up with the store
+	// when the first answer may be stale (index.Index.Fresh).
+	Fresh(decide func(*index.Snapshot) index.Decision) (*index.Snapshot, index.Decision)
 }
-
-// catchUpper is an index that can bring its snapshot up to date at once
-// (*index.Index).
-type catchUpper interface {
-	CatchUp(context.Context) bool
-}
-
-// catchUpTimeout bounds how long a refusal waits for the store; Postfix
-// waits 10 s for an answer (contrib main.cf).
-const catchUpTimeout = time.Second
 
 // Options configures New.
 type Options struct {
@@ -268,20 +260,15 @@ func (s *Server) decide(req Request) Answer {
 	}
 	rcpt := req.Value("recipient")
 	sender, senderKnown := req.Get("sender")
-	snap := s.o.Index.Snapshot()
-	d, pol := snap.DecideRcpt(rcpt, sender, senderKnown)
-	if d.Ours && d.MayBeStale() {
-		// A confirmation answered, or a post to a list created, within
-		// the index's poll interval: check the store before refusing.
-		if cu, ok := s.o.Index.(catchUpper); ok {
-			ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
-			if cu.CatchUp(ctx) {
-				snap = s.o.Index.Snapshot()
-				d, pol = snap.DecideRcpt(rcpt, sender, senderKnown)
-			}
-			cancel()
-		}
-	}
+	// A confirmation answered, or a post to a list created, within the
+	// index's poll interval is checked against the store before it is
+	// refused.
+	var pol string
+	snap, d := s.o.Index.Fresh(func(snap *index.Snapshot) index.Decision {
+		var d index.Decision
+		d, pol = snap.DecideRcpt(rcpt, sender, senderKnown)
+		return d
+	})
 	a := Answer{Reason: d.Reason, List: d.Target.List, Kind: string(d.Target.Kind), Policy: pol}
 	switch {
 	case !d.Ours:

@@ -186,11 +186,15 @@ func TestOtherStagesAndRequests(t *testing.T) {
 
 type nilIndex struct{}
 
-func (nilIndex) Snapshot() *index.Snapshot { return nil }
+func (nilIndex) Fresh(decide func(*index.Snapshot) index.Decision) (*index.Snapshot, index.Decision) {
+	return nil, decide(nil)
+}
 
 type panicIndex struct{}
 
-func (panicIndex) Snapshot() *index.Snapshot { panic("boom") }
+func (panicIndex) Fresh(func(*index.Snapshot) index.Decision) (*index.Snapshot, index.Decision) {
+	panic("boom")
+}
 
 func TestTempFailures(t *testing.T) {
 	for _, tc := range []struct {
