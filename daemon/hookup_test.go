@@ -111,27 +111,7 @@ func TestSocketmapRoutesLive(t *testing.T) {
 // transport_maps and relay_recipient_maps, route list mail to LMTP and
 // make Postfix refuse unknown list addresses, with no milter.
 func TestGeneratedMapsRoute(t *testing.T) {
-	pl := testenv.NewPostlist(t)
-	// Postfix's unprivileged daemons read the maps: the directory must be
-	// reachable by its user (t.TempDir makes it private).
-	mapDir := filepath.Join(t.TempDir(), "data")
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, testenv.PostmapCommand(t))
-	// Postfix opens its maps at start, so they are generated first; the
-	// daemon's outgoing address is only known once Postfix runs, and the
-	// second Configure sets it (the database and the maps stay).
-	pl.Configure("127.0.0.1:25", extra, list)
-	pl.CLI("members", "add", list, "alice@example.com", "bob@example.com")
-	pl.CLI("genaliases")
-	if err := os.Chmod(filepath.Dir(mapDir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
-		TransportMaps: "hash:" + filepath.Join(mapDir, "postfix_lmtp"),
-		RelayDomains:  "hash:" + filepath.Join(mapDir, "postfix_domains"),
-		ExtraMain:     map[string]string{"relay_recipient_maps": "hash:" + filepath.Join(mapDir, "postfix_lmtp")},
-	})
-	pl.Configure(pf.SubmitAddr, extra)
-	pl.Start()
+	pl, pf := startOnHashMaps(t, "alice@example.com", "bob@example.com")
 
 	send(t, &stack{pl: pl, pf: pf}, "alice@example.com", "hash map post")
 	waitCopies(t, pf.Sink, "hash map post", 2, 60*time.Second)
@@ -237,4 +217,34 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 			t.Errorf("an address in a metric label: %s", series)
 		}
 	}
+}
+
+// startOnHashMaps runs postlist and a Postfix routing list mail by the
+// hash maps `postlist genaliases` writes (transport_maps, relay_domains,
+// relay_recipient_maps), with no milter or policy service, and list's
+// members.
+func startOnHashMaps(t *testing.T, members ...string) (*testenv.Postlist, *testenv.Postfix) {
+	t.Helper()
+	pl := testenv.NewPostlist(t)
+	// Postfix's unprivileged daemons read the maps: the directory must be
+	// reachable by its user (t.TempDir makes it private).
+	mapDir := filepath.Join(t.TempDir(), "data")
+	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, testenv.PostmapCommand(t))
+	// Postfix opens its maps at start, so they are generated first; the
+	// daemon's outgoing address is only known once Postfix runs, and the
+	// second Configure sets it (the database and the maps stay).
+	pl.Configure("127.0.0.1:25", extra, list)
+	pl.CLI(append([]string{"members", "add", list}, members...)...)
+	pl.CLI("genaliases")
+	if err := os.Chmod(filepath.Dir(mapDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		TransportMaps: "hash:" + filepath.Join(mapDir, "postfix_lmtp"),
+		RelayDomains:  "hash:" + filepath.Join(mapDir, "postfix_domains"),
+		ExtraMain:     map[string]string{"relay_recipient_maps": "hash:" + filepath.Join(mapDir, "postfix_lmtp")},
+	})
+	pl.Configure(pf.SubmitAddr, extra)
+	pl.Start()
+	return pl, pf
 }

@@ -3,8 +3,6 @@ package daemon_test
 import (
 	"fmt"
 	"net/smtp"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -41,22 +39,7 @@ func rcptOnly(addr, rcpt string) error {
 // `postfix reload`, a post to the new list is routed to LMTP and
 // delivered.
 func TestRegeneratedMapsReachPostfix(t *testing.T) {
-	pl := testenv.NewPostlist(t)
-	mapDir := filepath.Join(t.TempDir(), "data")
-	extra := fmt.Sprintf("[postfix]\nmap_dir = %q\npostmap_command = %q\n", mapDir, testenv.PostmapCommand(t))
-	pl.Configure("127.0.0.1:25", extra, list)
-	pl.CLI("members", "add", list, "alice@example.com")
-	pl.CLI("genaliases")
-	if err := os.Chmod(filepath.Dir(mapDir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
-		TransportMaps: "hash:" + filepath.Join(mapDir, "postfix_lmtp"),
-		RelayDomains:  "hash:" + filepath.Join(mapDir, "postfix_domains"),
-		ExtraMain:     map[string]string{"relay_recipient_maps": "hash:" + filepath.Join(mapDir, "postfix_lmtp")},
-	})
-	pl.Configure(pf.SubmitAddr, extra)
-	pl.Start()
+	pl, pf := startOnHashMaps(t, "alice@example.com")
 
 	fresh := "fresh@" + listDomain
 	if err := rcptOnly(pf.SMTPAddr, fresh); err == nil || !strings.Contains(err.Error(), "550") {
