@@ -24,16 +24,8 @@ const wait = 60 * time.Second
 // processor. The clock bounces are scored by moves one day per round, so
 // five rounds are five bouncing days.
 func TestBouncesThroughPostfix(t *testing.T) {
-	s := stack.StartStack(t)
+	s := startAliceRefused(t)
 	ctx := context.Background()
-	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
-		if strings.EqualFold(to, "alice@example.com") {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<alice@example.com>: no such user here"}
-		}
-		return nil
-	})
-	y, m, d := s.Clock.Now().Date()
-	s.Clock.Set(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
 
 	// post queues one list message to alice as the posting pipeline
 	// does: her signed VERP address as envelope sender.
@@ -127,16 +119,8 @@ func TestBouncesThroughPostfix(t *testing.T) {
 // nothing; the same DSN to a fresh return path scores, and the old one
 // with its day altered is refused.
 func TestOldVERPThroughPostfix(t *testing.T) {
-	s := stack.StartStack(t)
+	s := startAliceRefused(t)
 	ctx := context.Background()
-	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
-		if strings.EqualFold(to, "alice@example.com") {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<alice@example.com>: no such user here"}
-		}
-		return nil
-	})
-	y, m, d := s.Clock.Now().Date()
-	s.Clock.Set(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
 	old := s.Signer.VERP(stack.List, "alice@example.com", "+", s.Store.Now().Add(-address.DefaultVERPWindow-2*24*time.Hour))
 	fresh := s.Signer.VERP(stack.List, "alice@example.com", "+", s.Store.Now())
 	post := func(t *testing.T, n int, envelopeFrom string) {
@@ -207,4 +191,21 @@ func TestOldVERPThroughPostfix(t *testing.T) {
 			t.Errorf("RCPT %s: %v, want 550", forged, res.Rcpt)
 		}
 	})
+}
+
+// startAliceRefused starts the whole stack with alice's server (the sink)
+// refusing her mail with 550 5.1.1, so that Postfix writes the DSNs, and
+// the clock at noon of today.
+func startAliceRefused(t *testing.T) *stack.Stack {
+	t.Helper()
+	s := stack.StartStack(t)
+	s.Sink.SetRcptHook(func(from, to string) *smtp.SMTPError {
+		if strings.EqualFold(to, "alice@example.com") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<alice@example.com>: no such user here"}
+		}
+		return nil
+	})
+	y, m, d := s.Clock.Now().Date()
+	s.Clock.Set(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
+	return s
 }
