@@ -71,13 +71,6 @@ type server interface {
 	Shutdown(context.Context) error
 }
 
-// worker is a background stage: it runs until its context ends, and an
-// error it returns shuts the daemon down.
-type worker struct {
-	name string
-	run  func(context.Context) error
-}
-
 // component is one listener-backed server and where it listens.
 type component struct {
 	name string
@@ -124,12 +117,11 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 	// session is never left half-processed by a cancel racing it.
 	wctx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
-	var workers []worker
-	for _, w := range sys.Workers() {
-		workers = append(workers, worker{w.Name, w.Run})
-	}
+	// Each worker runs until its context ends; an error it returns shuts
+	// the daemon down.
+	workers := sys.Workers()
 	if r := cfg.Database.Retention.D(); r > 0 {
-		workers = append(workers, worker{"purge", purger{st: st, retention: r, log: log.Named("purge")}.run})
+		workers = append(workers, wire.Worker{Name: "purge", Run: purger{st: st, retention: r, log: log.Named("purge")}.run})
 	}
 	var wwg sync.WaitGroup
 	werrc := make(chan error, len(workers))
@@ -137,8 +129,8 @@ func Run(ctx context.Context, cfg *config.Config, logOut io.Writer) error {
 		wwg.Add(1)
 		go func() {
 			defer wwg.Done()
-			if err := w.run(wctx); err != nil && !errors.Is(err, context.Canceled) {
-				werrc <- fmt.Errorf("%s: %w", w.name, err)
+			if err := w.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+				werrc <- fmt.Errorf("%s: %w", w.Name, err)
 			}
 		}()
 	}
